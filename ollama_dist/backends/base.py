@@ -1,0 +1,63 @@
+"""The one seam every model backend sits behind."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Lane = Literal["local", "cloud"]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Request(BaseModel):
+    """One model call. `schema_` is the task's JSON Schema when the answer must be JSON."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    model: str
+    messages: tuple[Message, ...]
+    system: str | None = None
+    max_tokens: int = 1024
+    temperature: float = 0.0
+    timeout_s: float = 120.0
+    output_format: str = "text"
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    effort: str | None = None
+
+    def prompt_chars(self) -> int:
+        return len(self.system or "") + sum(len(m.content) for m in self.messages)
+
+
+class Completion(BaseModel):
+    """What a backend answered, in one shape whichever backend it was."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text: str
+    model: str
+    backend: str
+    lane: Lane
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_tokens: int = 0
+    cache_read_tokens: int = 0
+    latency_s: float = 0.0
+    stop_reason: str | None = None
+    host: str | None = None
+    warnings: tuple[str, ...] = ()
+
+
+class Backend(Protocol):
+    """A model backend: one async method. Errors are `ollama_dist.errors.BackendError`."""
+
+    name: str
+    lane: Lane
+
+    async def complete(self, request: Request) -> Completion: ...

@@ -1,0 +1,122 @@
+"""One exception tree. Each error carries a message a user can act on and an exit code.
+
+Expected outcomes (a routing decision, an invalid answer, a failed job) are values,
+not exceptions; these mean something broke or the input is unusable.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_JOB_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_LOCKED = 75  # EX_TEMPFAIL: another run of the same batch holds the lock
+EXIT_INTERRUPTED = 130
+
+
+class OllamaDistError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    exit_code = EXIT_JOB_FAILED
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class InputError(OllamaDistError):
+    """Bad user input: a task file, a flag, a path. Exit code 2."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.file = file
+        self.line = line
+        self.field = field
+        where = ""
+        if file:
+            where = file + (f":{line}" if line else "")
+        if field:
+            where = f"{where} field `{field}`" if where else f"field `{field}`"
+        super().__init__(f"{where}: {message}" if where else message, hint=hint)
+
+
+class ConfigError(InputError):
+    """Bad configuration file or environment value. Exit code 2."""
+
+
+class LockedError(OllamaDistError):
+    """Another run of the same batch is still running."""
+
+    exit_code = EXIT_LOCKED
+
+
+class LedgerError(OllamaDistError):
+    """The SQLite ledger could not be opened or written."""
+
+
+class BackendError(OllamaDistError):
+    """A model backend failed. `reason` is a short machine-readable word.
+
+    `escalate` says whether the next tier of the ladder should be tried at once
+    (the local server is down, busy or missing the model) rather than retried.
+    """
+
+    reason = "error"
+    escalate = True
+
+    def __init__(self, message: str, *, hint: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
+
+
+class Unreachable(BackendError):
+    reason = "unreachable"
+
+
+class Timeout(BackendError):
+    reason = "timeout"
+
+
+class ModelMissing(BackendError):
+    reason = "model_missing"
+
+
+class Busy(BackendError):
+    reason = "busy"
+
+
+class RateLimited(BackendError):
+    reason = "rate_limited"
+
+
+class Overloaded(BackendError):
+    reason = "overloaded"
+
+
+class AuthError(BackendError):
+    reason = "auth"
+    exit_code = EXIT_BAD_INPUT
+
+
+class BadRequest(BackendError):
+    reason = "bad_request"
+
+
+class BadResponse(BackendError):
+    """The server answered, but not in the protocol's shape."""
+
+    reason = "bad_response"
