@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Install ollama-dist with its test dependencies, then run the whole test suite
+# (including the tests on the real local model) and the strict type check.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+scripts/setup.sh test
+"$PY" -m pytest -q "$@"
+"$PY" -m mypy --strict ollama_dist
