@@ -60,14 +60,92 @@ def default_vocabulary() -> dict[str, Any]:
     return data
 
 
-def _compile(patterns: list[str]) -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
+_LOG_LEVEL = re.compile(r"\b(DEBUG|TRACE|INFO|WARN|WARNING|ERROR|FATAL)\b")
+
+
+def _words(*parts: str | None) -> str:
+    """The text the vocabulary is matched against: lower case, log levels marked as such."""
+    text = "\n".join(p for p in parts if p)
+    return _LOG_LEVEL.sub(lambda m: "loglevel_" + m.group(1), text).lower()
+
+
+class _Pattern:
+    """A compiled vocabulary pattern with a cheap literal pre-check.
+
+    Patterns are matched against lower-cased text without IGNORECASE (several times
+    faster), and skipped at C speed when none of the literal prefixes a match must
+    start with occurs in the text.
+    """
+
+    __slots__ = ("regex", "triggers")
+
+    def __init__(self, pattern: str) -> None:
+        self.regex = re.compile(pattern)
+        self.triggers = _prefixes(pattern)
+
+    def search(self, text: str) -> re.Match[str] | None:
+        triggers = self.triggers
+        if triggers is not None:
+            for trigger in triggers:
+                if trigger in text:
+                    break
+            else:
+                return None
+        return self.regex.search(text)
+
+
+def _prefixes(pattern: str) -> tuple[str, ...] | None:
+    """Literal strings one of which every match starts with; None when unknown."""
+    try:
+        from re import _parser  # the stdlib's own parser; any surprise just disables the pre-check
+
+        found = _literal_starts(list(_parser.parse(pattern)))
+    except Exception:  # noqa: BLE001 - an optimisation, never a failure
+        return None
+    if not found or any(len(f) < 2 for f in found):
+        return None
+    return tuple(found)
+
+
+def _literal_starts(items: list[Any]) -> list[str] | None:
+    from re import _parser
+
+    out = [""]
+    for op, arg in items:
+        if op is _parser.AT:
+            continue
+        if op is _parser.LITERAL:
+            out = [o + chr(arg) for o in out]
+            continue
+        if op in (_parser.SUBPATTERN, _parser.BRANCH):
+            branches = [list(arg[3])] if op is _parser.SUBPATTERN else [list(b) for b in arg[1]]
+            tails: list[str] = []
+            for branch in branches:
+                sub = _literal_starts(branch)
+                if not sub:
+                    return out if out != [""] else None
+                tails.extend(sub)
+            return [o + t for o in out for t in tails]
+        break
+    return out if out != [""] else None
+
+
+def _compile(patterns: list[str]) -> list[_Pattern]:
+    return [_Pattern(p) for p in patterns]
+
+
+def _first(patterns: list[_Pattern], text: str) -> re.Match[str] | None:
+    for pattern in patterns:
+        m = pattern.search(text)
+        if m:
+            return m
+    return None
 
 
 @dataclass(frozen=True)
 class _LocalRule:
     name: str
-    pattern: re.Pattern[str]
+    patterns: list[_Pattern]
     requires_structured_output: bool = False
 
 
@@ -105,12 +183,12 @@ class Router:
                                               bool(spec.get("requires_structured_output"))))
             else:
                 self._local.append(_LocalRule(name, _compile(list(spec))))
-        self._reasoning = [re.compile(p, re.IGNORECASE) for p in vocab["reasoning_markers"]]
-        self._determinism = [re.compile(p, re.IGNORECASE) for p in vocab["determinism_markers"]]
-        self._quality = [re.compile(p, re.IGNORECASE) for p in vocab.get("quality_markers", [])]
+        self._reasoning = _compile(vocab["reasoning_markers"])
+        self._determinism = _compile(vocab["determinism_markers"])
+        self._quality = _compile(vocab.get("quality_markers", []))
         complaint = vocab.get("complaint_input") or {}
-        self._reply = re.compile(complaint.get("reply", r"(?!x)x"), re.IGNORECASE)
-        self._angry = _compile(list(complaint.get("markers", [r"(?!x)x"])))
+        self._reply = re.compile(complaint.get("reply", r"(?!x)x"))
+        self._angry = _compile(list(complaint.get("markers", [])))
         self._steps = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S|\b(?:then|after that|finally|next)\b",
                                  re.IGNORECASE | re.MULTILINE)
         self._cache: dict[int, tuple[Task, _Instruction]] = {}
@@ -122,13 +200,10 @@ class Router:
         hit = self._cache.get(key)
         if hit is not None and hit[0] is task:
             return hit[1]
-        text = "\n".join(
-            part for part in (task.name.replace("-", " ").replace("_", " "), task.description,
-                              task.system, task.prompt) if part
-        )
+        text = _words(task.name.replace("-", " ").replace("_", " "), task.description, task.system, task.prompt)
         cloud_rule = cloud_match = None
-        for name, pattern in self._cloud:
-            m = pattern.search(text)
+        for name, patterns in self._cloud:
+            m = _first(patterns, text)
             if m:
                 cloud_rule, cloud_match = name, m.group(0)
                 break
@@ -137,7 +212,7 @@ class Router:
         for rule in self._local:
             if rule.requires_structured_output and not structured:
                 continue
-            m = rule.pattern.search(text)
+            m = _first(rule.patterns, text)
             if m:
                 local_rule, local_match = rule.name, m.group(0)
                 break
@@ -147,7 +222,7 @@ class Router:
         info = _Instruction(
             cloud_rule, cloud_match, local_rule, local_match, reasoning + quality, determinism, quality,
             steps=len(self._steps.findall(task.prompt)), words=len(task.prompt.split()),
-            wants_reply=bool(self._reply.search(task.prompt)),
+            wants_reply=bool(self._reply.search(task.prompt.lower())),
         )
         self._cache[key] = (task, info)  # the task is held, so its id is not reused
         return info
@@ -167,7 +242,7 @@ class Router:
         if info.cloud_rule:
             return _hard("cloud", info.cloud_rule, f"{info.cloud_rule}: the instruction says {info.cloud_match!r}")
         if info.wants_reply and job.input_text:
-            m = self._angry.search(job.input_text)
+            m = _first(self._angry, job.input_text.lower())
             if m:
                 return _hard("cloud", "complaint", f"complaint: a reply to an upset message ({m.group(0)!r})")
         if tokens > s.max_local_tokens:
