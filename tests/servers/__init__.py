@@ -1,0 +1,1 @@
+"""Loopback fakes of the services the package talks to (Ollama, the Anthropic API)."""
