@@ -69,6 +69,75 @@ def route(paths: PathsArg, as_json: JsonOpt = False, root: RootOpt = Path(".")) 
 
 @app.command()
 @handled
+def run(
+    paths: PathsArg,
+    as_json: JsonOpt = False,
+    root: RootOpt = Path("."),
+    session: Annotated[str | None, typer.Option(help="Session id (else OLLAMA_DIST_SESSION, "
+                                                     "CLAUDE_CODE_SESSION_ID, or a new one).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Route and estimate; call no model.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display, no tables.")] = False,
+) -> None:
+    """Run the jobs: local ones on Ollama, the rest on Claude; validate, escalate, record."""
+    import asyncio
+
+    from ollama_dist import api, render
+    from ollama_dist.config import load_settings
+    from ollama_dist.pricing import PriceTable, Usage
+    from ollama_dist.router import estimate_tokens
+
+    settings = load_settings()
+    err = _console(stderr=True)
+    show_progress = not quiet and err.is_terminal
+    progress: render.Progress | None = None
+
+    def started(routed: list[api.Routed]) -> None:
+        nonlocal progress
+        if show_progress and not dry_run:
+            progress = render.Progress(err, len(routed)).__enter__()
+
+    def finished(event: Any) -> None:
+        if progress is not None:
+            progress.update(event)
+
+    try:
+        report = asyncio.run(api.run_async(paths, root=root, settings=settings, session=session,
+                                           dry_run=dry_run, on_start=started, on_event=finished))
+    finally:
+        if progress is not None:
+            progress.__exit__(None, None, None)
+    if dry_run:
+        prices = PriceTable.load(settings.prices)
+
+        def estimate(r: api.Routed) -> tuple[int, int, float]:
+            tokens = estimate_tokens((r.job.task.system or "") + r.job.prompt)
+            model = r.job.task.models.cloud or settings.models.cloud
+            return tokens, r.job.task.max_tokens, prices.cost(model, Usage(tokens, r.job.task.max_tokens))
+
+        if as_json:
+            _print_json([{**api.Routed(o.job, o.decision).as_json(), "estimate": dict(zip(
+                ("input_tokens", "max_output_tokens", "cloud_cost_usd_at_most"),
+                estimate(api.Routed(o.job, o.decision))))} for o in report.outcomes])
+        elif not quiet:
+            _console().print(render.dry_run_table([api.Routed(o.job, o.decision) for o in report.outcomes],
+                                                  estimate))
+        return
+    if as_json:
+        _print_json(report.as_json())
+        if not quiet:
+            err.print(render.summary_table(report))
+    elif not quiet:
+        out = _console()
+        out.print(render.jobs_table(report))
+        out.print(render.summary_table(report))
+    for note in report.notes:
+        err.print(f"note: {note}")
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
+
+
+@app.command()
+@handled
 def config(as_json: JsonOpt = False) -> None:
     """Show the effective settings and where each came from (secrets never shown)."""
     from ollama_dist import render

@@ -99,6 +99,12 @@ class Busy(BackendError):
     reason = "busy"
 
 
+class BreakerOpen(BackendError):
+    """The latency breaker opened while the job waited for a local slot."""
+
+    reason = "breaker_open"
+
+
 class RateLimited(BackendError):
     reason = "rate_limited"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -12,6 +13,7 @@ import yaml
 from ollama_dist.errors import ConfigError
 
 PER_MILLION = 1_000_000
+_SNAPSHOT = re.compile(r"-\d{8}$")
 
 
 @dataclass(frozen=True)
@@ -46,12 +48,16 @@ class PriceTable:
                                   field=f"prices.{name}", hint="give input and output in USD per million tokens")
         return cls(taken=str(data["taken"]), batch_discount=float(data["batch_discount"]), models=models)
 
+    def row(self, model: str) -> Mapping[str, float] | None:
+        """The price row of a model id, or of its alias when the id is a dated snapshot."""
+        return self.models.get(model) or self.models.get(_SNAPSHOT.sub("", model))
+
     def is_priced(self, model: str) -> bool:
-        return model in self.models
+        return self.row(model) is not None
 
     def cost(self, model: str, usage: Usage, *, batch: bool = False) -> float:
         """USD for one call. A model that is not in the table (a local one) costs nothing."""
-        row = self.models.get(model)
+        row = self.row(model)
         if row is None:
             return 0.0
         rate_in, rate_out = row["input"], row["output"]
@@ -73,7 +79,7 @@ class PriceTable:
         older ones); the baseline uses the counts the answering model reported, so it is
         a conservative estimate of the saving.
         """
-        if cloud_model not in self.models:
+        if not self.is_priced(cloud_model):
             raise ConfigError(f"no price for the cloud model {cloud_model}", field=f"prices.{cloud_model}",
                               hint="add `prices: {MODEL: {input: X, output: Y}}` to the config")
         return self.cost(cloud_model, usage)

@@ -1,0 +1,323 @@
+"""Concurrency and the escalation ladder: routed jobs in, Outcomes out.
+
+Two lanes run side by side, each behind its own semaphore: local (Ollama, or the
+embedded model) and cloud (Claude). A local job gets at most two attempts, the
+second told why the first was invalid; then it climbs to Claude. It climbs at once
+when the local backend is unreachable, times out, is busy or lacks the model, or
+when the latency breaker is open. Every attempt is recorded in the ledger as it
+happens, so a killed run loses nothing already answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from ollama_dist.backends.base import Backend, Completion, Message, Request
+from ollama_dist.breaker import Breaker
+from ollama_dist.config import Settings
+from ollama_dist.errors import BackendError, BreakerOpen
+from ollama_dist.ledger import Attempt, CachedAnswer, Ledger
+from ollama_dist.outputs import digest, read_verified, run_output_path, write_atomic
+from ollama_dist.pricing import PriceTable, Usage
+from ollama_dist.router import Decision
+from ollama_dist.tasks import Job
+from ollama_dist.validate import Verdict, feedback, validate
+
+Status = Literal["ok", "failed"]
+LOCAL_ATTEMPTS = 2
+CLOUD_ATTEMPTS = 2
+
+
+@dataclass(frozen=True)
+class RunContext:
+    run_id: str
+    session: str
+    root: Path
+    out_dir: Path
+    git_head: str | None = None
+    store_text: bool = False
+
+
+@dataclass(frozen=True)
+class Tier:
+    lane: Literal["local", "cloud"]
+    backend: Backend
+    model: str
+    attempts: int
+    effort: str | None = None
+
+
+@dataclass
+class Outcome:
+    job: Job
+    decision: Decision
+    status: Status = "failed"
+    attempts: list[Attempt] = field(default_factory=list)
+    reason: str | None = None
+    output_path: str | None = None
+    value: object = None
+    cache_hit: bool = False
+
+    @property
+    def actual_model(self) -> str | None:
+        for a in reversed(self.attempts):
+            if a.outcome in ("ok", "cache_hit"):
+                return a.model
+        return self.attempts[-1].model if self.attempts else None
+
+    @property
+    def escalated(self) -> bool:
+        return self.decision.target == "local" and any(a.lane == "cloud" for a in self.attempts)
+
+    @property
+    def answered_locally(self) -> bool:
+        return self.status == "ok" and self.attempts[-1].lane == "local"
+
+
+@dataclass(frozen=True)
+class Event:
+    """Progress for a display: one finished job."""
+
+    outcome: Outcome
+
+
+class Lanes:
+    """The backends of a run and the semaphores that bound each lane."""
+
+    def __init__(self, local: Backend | None, cloud: Backend, *, local_slots: int, cloud_slots: int) -> None:
+        self.local = local
+        self.cloud = cloud
+        self.local_slots = local_slots
+        self.local_sem = asyncio.Semaphore(local_slots)
+        self.cloud_sem = asyncio.Semaphore(cloud_slots)
+        self.local_waiting = 0
+
+
+def models_key(local: str, escalation: str, cloud: str) -> str:
+    return hashlib.sha256(f"{local}|{escalation}|{cloud}".encode()).hexdigest()[:16]
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: Settings,
+        lanes: Lanes,
+        ledger: Ledger,
+        prices: PriceTable,
+        breaker: Breaker,
+        run: RunContext,
+        *,
+        on_event: Callable[[Event], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.lanes = lanes
+        self.ledger = ledger
+        self.prices = prices
+        self.breaker = breaker
+        self.run_ctx = run
+        self.on_event = on_event
+        self.clock = clock
+        self._openings_seen = 0
+
+    async def run(self, routed: Sequence[tuple[Job, Decision]]) -> list[Outcome]:
+        coros = [self._job(job, decision) for job, decision in routed]
+        return list(await asyncio.gather(*coros))
+
+    # ------------------------------------------------------------ one job
+
+    def _models(self, job: Job) -> tuple[str, str, str]:
+        m = self.settings.models
+        return (job.task.models.local or m.local, job.task.models.cloud or m.escalation,
+                job.task.models.cloud or m.cloud)
+
+    def _ladder(self, job: Job, decision: Decision) -> list[Tier]:
+        local_model, escalation_model, cloud_model = self._models(job)
+        cloud_for_local = Tier("cloud", self.lanes.cloud, escalation_model, CLOUD_ATTEMPTS,
+                               self.settings.cloud.effort_escalated)
+        if decision.target == "cloud":
+            return [Tier("cloud", self.lanes.cloud, cloud_model, CLOUD_ATTEMPTS)]
+        tiers = [cloud_for_local]
+        if self.lanes.local is not None:
+            tiers.insert(0, Tier("local", self.lanes.local, local_model, LOCAL_ATTEMPTS))
+        return tiers
+
+    async def _job(self, job: Job, decision: Decision) -> Outcome:
+        outcome = Outcome(job, decision)
+        key = models_key(*self._models(job))
+        hit = self.ledger.cached(job.task.fingerprint(), job.input_hash, key)
+        if hit is not None and self._reuse(outcome, hit, key):
+            self._emit(outcome)
+            return outcome
+        reasons: list[str] = []
+        number = 0
+        last_row: int | None = None
+        for tier in self._ladder(job, decision):
+            if tier.lane == "local":
+                allowed, why = self.breaker.allow(self.lanes.local_waiting, self.lanes.local_slots)
+                self._note_breaker()
+                if not allowed:
+                    number += 1
+                    last_row = self._record(outcome, key, tier, number, "skipped", why, None)
+                    reasons.append(f"local skipped: {why}")
+                    continue
+            history: tuple[Message, ...] = ()
+            for _ in range(tier.attempts):
+                number += 1
+                request = self._request(job, tier, history)
+                started = self.clock()
+                try:
+                    completion = await self._call(tier, request)
+                except BreakerOpen as exc:
+                    last_row = self._record(outcome, key, tier, number, "skipped", exc.reason, None)
+                    reasons.append(f"local skipped: {exc.reason}")
+                    break
+                except BackendError as exc:
+                    elapsed = self.clock() - started
+                    if tier.lane == "local":
+                        self.breaker.record(elapsed, ok=False)
+                        self._note_breaker()
+                    last_row = self._record(outcome, key, tier, number, "error", exc.reason, None,
+                                            latency=elapsed)
+                    reasons.append(f"{tier.lane} {tier.model}: {exc.reason}: {exc.message}")
+                    break
+                if tier.lane == "local":
+                    self.breaker.record(completion.latency_s, ok=True)
+                    self._note_breaker()
+                verdict = validate(completion.text, job.task.output.spec())
+                if verdict.ok:
+                    self._accept(outcome, key, tier, number, completion, verdict)
+                    self._emit(outcome)
+                    return outcome
+                last_row = self._record(outcome, key, tier, number, "invalid", verdict.reason, completion,
+                                        fallback=verdict.fallback)
+                reasons.append(f"{tier.lane} {completion.model}: invalid: {verdict.reason}")
+                history = (Message(role="assistant", content=completion.text[:4000]),
+                           Message(role="user", content=feedback(verdict, job.task.output.spec())))
+        outcome.status = "failed"
+        outcome.reason = "; ".join(reasons) or "no tier could answer"
+        if last_row is not None:
+            self.ledger.mark_final(last_row)
+            outcome.attempts[-1] = replace(outcome.attempts[-1], final=True)
+        self._emit(outcome)
+        return outcome
+
+    async def _call(self, tier: Tier, request: Request) -> Completion:
+        if tier.lane == "local":
+            self.lanes.local_waiting += 1
+            try:
+                await self.lanes.local_sem.acquire()
+            finally:
+                self.lanes.local_waiting -= 1
+            try:
+                if self.breaker.state == "open":  # it opened while this job waited
+                    raise BreakerOpen("the local latency breaker is open")
+                return await tier.backend.complete(request)
+            finally:
+                self.lanes.local_sem.release()
+        async with self.lanes.cloud_sem:
+            return await tier.backend.complete(request)
+
+    def _request(self, job: Job, tier: Tier, history: tuple[Message, ...]) -> Request:
+        task = job.task
+        prompt = job.prompt
+        schema = task.output.schema_
+        if schema is not None:
+            prompt += "\n\nReply with JSON that satisfies this JSON Schema:\n" + json.dumps(schema)
+        return Request(
+            model=tier.model, system=task.system,
+            messages=(Message(role="user", content=prompt), *history),
+            max_tokens=task.max_tokens, temperature=task.temperature, timeout_s=task.timeout_s,
+            output_format=task.output.format, schema=schema, effort=tier.effort,
+        )
+
+    # ------------------------------------------------------------ bookkeeping
+
+    def _reuse(self, outcome: Outcome, hit: CachedAnswer, key: str) -> bool:
+        job = outcome.job
+        text = read_verified(hit.output_path, hit.output_hash)
+        if text is None:
+            return False  # the answer's file is gone or changed: answer again
+        verdict = validate(text, job.task.output.spec())
+        if not verdict.ok:
+            return False
+        path = hit.output_path
+        if job.write_path is not None and Path(path or "") != job.write_path:
+            path = str(write_atomic(job.write_path, verdict.text))
+        attempt = self._attempt(outcome, key, lane="cloud" if hit.backend == "claude" else "local",
+                                backend=hit.backend, model=hit.model, number=1, result="cache_hit",
+                                reason=f"same input answered in job {hit.job_id}", final=True,
+                                baseline=hit.baseline_cost_usd, output_path=path, output_hash=hit.output_hash)
+        self.ledger.record(attempt)
+        outcome.attempts.append(attempt)
+        outcome.status, outcome.cache_hit, outcome.output_path, outcome.value = "ok", True, path, verdict.value
+        return True
+
+    def _accept(self, outcome: Outcome, key: str, tier: Tier, number: int, completion: Completion,
+                verdict: Verdict) -> None:
+        job = outcome.job
+        target = job.write_path or run_output_path(self.run_ctx.out_dir, job)
+        write_atomic(target, verdict.text)
+        self._record(outcome, key, tier, number, "ok", None, completion, fallback=verdict.fallback, final=True,
+                     output_path=str(target), output_hash=digest(verdict.text), answer=verdict.text)
+        outcome.status, outcome.output_path, outcome.value = "ok", str(target), verdict.value
+
+    def _record(self, outcome: Outcome, key: str, tier: Tier, number: int, result: str, reason: str | None,
+                completion: Completion | None, *, fallback: str | None = None, final: bool = False,
+                latency: float = 0.0, output_path: str | None = None, output_hash: str | None = None,
+                answer: str | None = None) -> int:
+        usage = Usage()
+        cost = baseline = 0.0
+        if completion is not None:
+            usage = Usage(completion.input_tokens, completion.output_tokens,
+                          completion.cache_creation_tokens, completion.cache_read_tokens)
+            cost = self.prices.cost(completion.model, usage)
+            if result == "ok":
+                baseline = self.prices.baseline(self._models(outcome.job)[2], usage)
+        attempt = self._attempt(
+            outcome, key, lane=tier.lane, backend=completion.backend if completion else tier.backend.name,
+            model=completion.model if completion else tier.model, number=number, result=result, reason=reason,
+            final=final, baseline=baseline, output_path=output_path, output_hash=output_hash,
+            fallback=fallback, usage=usage, cost=cost,
+            latency=completion.latency_s if completion else latency,
+            host=completion.host if completion else None, answer=answer,
+        )
+        outcome.attempts.append(attempt)
+        return self.ledger.record(attempt)
+
+    def _attempt(self, outcome: Outcome, key: str, *, lane: str, backend: str, model: str, number: int,
+                 result: str, reason: str | None, final: bool, baseline: float = 0.0,
+                 output_path: str | None = None, output_hash: str | None = None, fallback: str | None = None,
+                 usage: Usage = Usage(), cost: float = 0.0, latency: float = 0.0, host: str | None = None,
+                 answer: str | None = None) -> Attempt:
+        job, ctx = outcome.job, self.run_ctx
+        store = ctx.store_text
+        return Attempt(
+            run_id=ctx.run_id, session=ctx.session, job_id=job.id, task=job.task.name,
+            task_fingerprint=job.task.fingerprint(), input_hash=job.input_hash, models_key=key,
+            routed_to=outcome.decision.target, lane=lane, backend=backend, model=model, attempt=number,
+            outcome=result, reason=reason, fallback=fallback, final=final, host=host,
+            input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+            cache_creation_tokens=usage.cache_write_tokens, cache_read_tokens=usage.cache_read_tokens,
+            latency_s=round(latency, 4), cost_usd=cost, baseline_cost_usd=baseline, git_head=ctx.git_head,
+            output_path=output_path, output_hash=output_hash,
+            prompt_text=job.prompt if store else None, answer_text=answer if store else None,
+            ts=time.time(),
+        )
+
+    def _note_breaker(self) -> None:
+        openings = self.breaker.openings
+        for opening in openings[self._openings_seen:]:
+            self.ledger.breaker_event(self.run_ctx.run_id, time.time(), "open", opening.reason)
+        self._openings_seen = len(openings)
+
+    def _emit(self, outcome: Outcome) -> None:
+        if self.on_event is not None:
+            self.on_event(Event(outcome))

@@ -1,0 +1,66 @@
+"""Append-only, named schema steps for the ledger. Never edit a step; add one."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[str, str]] = [
+    ("0001_runs_attempts", """
+        CREATE TABLE runs (
+            run_id      TEXT PRIMARY KEY,
+            session     TEXT NOT NULL,
+            batch_id    TEXT,
+            started_at  REAL NOT NULL,
+            finished_at REAL,
+            root        TEXT NOT NULL,
+            git_head    TEXT,
+            jobs        INTEGER NOT NULL DEFAULT 0,
+            exit_code   INTEGER
+        );
+        CREATE TABLE attempts (
+            id                    INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id                TEXT NOT NULL,
+            session               TEXT NOT NULL,
+            ts                    REAL NOT NULL,
+            job_id                TEXT NOT NULL,
+            task                  TEXT NOT NULL,
+            task_fingerprint      TEXT NOT NULL,
+            input_hash            TEXT NOT NULL,
+            models_key            TEXT NOT NULL,
+            routed_to             TEXT NOT NULL,
+            lane                  TEXT NOT NULL,
+            backend               TEXT NOT NULL,
+            model                 TEXT NOT NULL,
+            host                  TEXT,
+            attempt               INTEGER NOT NULL,
+            outcome               TEXT NOT NULL,
+            reason                TEXT,
+            fallback              TEXT,
+            final                 INTEGER NOT NULL DEFAULT 0,
+            input_tokens          INTEGER NOT NULL DEFAULT 0,
+            output_tokens         INTEGER NOT NULL DEFAULT 0,
+            cache_creation_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_read_tokens     INTEGER NOT NULL DEFAULT 0,
+            latency_s             REAL NOT NULL DEFAULT 0,
+            cost_usd              REAL NOT NULL DEFAULT 0,
+            baseline_cost_usd     REAL NOT NULL DEFAULT 0,
+            git_head              TEXT,
+            output_path           TEXT,
+            output_hash           TEXT,
+            prompt_text           TEXT,
+            answer_text           TEXT
+        );
+        CREATE INDEX attempts_session ON attempts (session, ts);
+        CREATE INDEX attempts_ts ON attempts (ts);
+        CREATE INDEX attempts_cache ON attempts (task_fingerprint, input_hash, models_key, outcome);
+        CREATE INDEX attempts_task ON attempts (task, lane, outcome);
+    """),
+    ("0002_breaker_events", """
+        CREATE TABLE breaker_events (
+            id      INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id  TEXT NOT NULL,
+            ts      REAL NOT NULL,
+            state   TEXT NOT NULL,
+            reason  TEXT NOT NULL
+        );
+        CREATE INDEX breaker_events_ts ON breaker_events (ts);
+    """),
+]
