@@ -150,5 +150,12 @@ def config(as_json: JsonOpt = False) -> None:
         _console().print(render.settings_table(rows))
 
 
+
+
+# ---------------------------------------------------------------------------
+# Commands that live in their own modules register here, one line each.
+# (Each module exposes a Typer function or sub-app; keep the logic out of cli.py.)
+
+
 def main() -> None:
     app()
