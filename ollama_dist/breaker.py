@@ -77,9 +77,9 @@ class Breaker:
         return True, None
 
     def record(self, latency_s: float, ok: bool = True) -> None:
-        """One finished local call (an error counts with the time it took, at least the threshold)."""
+        """One finished local call; an error counts as at least twice the threshold."""
         if not ok:
-            latency_s = max(latency_s, self.settings.p95_threshold_s)
+            latency_s = max(latency_s, 2 * self.settings.p95_threshold_s)
         self._window.append((latency_s, ok))
         state = self.state
         if state == "half_open":

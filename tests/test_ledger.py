@@ -1,0 +1,74 @@
+"""The ledger's schema is pinned; migrations are append-only and idempotent."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from ollama_dist.ledger import ATTEMPT_COLUMNS, Attempt, Ledger
+from ollama_dist.migrations import MIGRATIONS
+
+PINNED_ATTEMPTS = [
+    "id", "run_id", "session", "ts", "job_id", "task", "task_fingerprint", "input_hash", "models_key",
+    "routed_to", "lane", "backend", "model", "host", "attempt", "outcome", "reason", "fallback", "final",
+    "input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens", "latency_s", "cost_usd",
+    "baseline_cost_usd", "git_head", "output_path", "output_hash", "prompt_text", "answer_text",
+]
+PINNED_RUNS = ["run_id", "session", "batch_id", "started_at", "finished_at", "root", "git_head", "jobs",
+               "exit_code"]
+
+
+def test_schema_is_pinned(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.db")
+    assert ledger.columns("attempts") == PINNED_ATTEMPTS
+    assert ledger.columns("runs") == PINNED_RUNS
+    assert set(ATTEMPT_COLUMNS) == set(PINNED_ATTEMPTS) - {"id"}
+    mode = ledger.connection.execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_migrations_have_unique_names_and_run_once(tmp_path: Path) -> None:
+    names = [name for name, _ in MIGRATIONS]
+    assert len(names) == len(set(names)) and names == sorted(names)
+    Ledger(tmp_path / "l.db").close()
+    Ledger(tmp_path / "l.db").close()
+    applied = sqlite3.connect(tmp_path / "l.db").execute("SELECT name FROM schema_migrations").fetchall()
+    assert [a[0] for a in applied] == names
+
+
+def attempt(**kw: object) -> Attempt:
+    base = dict(run_id="r", session="s", job_id="j", task="t", task_fingerprint="f", input_hash="h",
+                models_key="m", routed_to="local", lane="local", backend="ollama", model="gemma3:270m",
+                attempt=1, outcome="ok")
+    base.update(kw)
+    return Attempt(**base)  # type: ignore[arg-type]
+
+
+def test_cache_lookup_matches_task_input_and_models(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.db")
+    ledger.record(attempt(outcome="invalid"))
+    assert ledger.cached("f", "h", "m") is None
+    ledger.record(attempt(output_path="/x", output_hash="abc"))
+    hit = ledger.cached("f", "h", "m")
+    assert hit is not None and hit.output_path == "/x"
+    assert ledger.cached("f", "h", "other-models") is None
+    assert ledger.cached("other-task-def", "h", "m") is None
+
+
+def test_history_counts_jobs_that_failed_locally(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.db")
+    for job in ("a", "b", "c"):
+        ledger.record(attempt(job_id=job, outcome="invalid", attempt=1))
+        ledger.record(attempt(job_id=job, outcome="invalid", attempt=2))
+    ledger.record(attempt(job_id="d"))
+    hist = ledger.history(["t"])["t"]
+    assert (hist.local_jobs, hist.local_failures) == (4, 3)
+
+
+def test_two_ledgers_write_concurrently(tmp_path: Path) -> None:
+    a, b = Ledger(tmp_path / "l.db"), Ledger(tmp_path / "l.db")
+    for i in range(50):
+        a.record(attempt(job_id=f"a{i}"))
+        b.record(attempt(job_id=f"b{i}"))
+    count = a.connection.execute("SELECT COUNT(*) FROM attempts").fetchone()[0]
+    assert count == 100
