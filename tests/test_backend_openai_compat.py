@@ -1,0 +1,134 @@
+"""The OpenAI-compatible backend against the fake server's /v1/chat/completions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import jsonschema
+import pytest
+
+from ollama_dist.backends.base import Backend, Message, Request
+from ollama_dist.backends.openai_compat import OpenAICompatBackend, chat_completions_url
+from ollama_dist.errors import (
+    BadResponse,
+    Busy,
+    ConfigError,
+    ModelMissing,
+    Timeout,
+    Unreachable,
+)
+from tests.servers.ollama import FakeOllama, fenced, refused_url
+
+pytest_plugins = ["tests.servers.fixtures"]
+
+MODEL = "gemma3:270m"
+CITY_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}},
+    "required": ["city"],
+    "additionalProperties": False,
+}
+
+
+def request(text: str = "hello", **fields: Any) -> Request:
+    return Request(model=fields.pop("model", MODEL), messages=(Message(role="user", content=text),), **fields)
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as http:
+        yield http
+
+
+def test_is_a_local_backend() -> None:
+    b: Backend = OpenAICompatBackend("http://127.0.0.1:8080")
+    assert (b.name, b.lane) == ("openai_compat", "local")
+
+
+@pytest.mark.parametrize(
+    "base", ["http://127.0.0.1:8080", "http://127.0.0.1:8080/", "http://127.0.0.1:8080/v1", "http://127.0.0.1:8080/v1/"]
+)
+def test_url_accepts_a_base_with_or_without_v1(base: str) -> None:
+    assert chat_completions_url(base) == "http://127.0.0.1:8080/v1/chat/completions"
+
+
+def test_url_needs_a_scheme() -> None:
+    with pytest.raises(ConfigError):
+        chat_completions_url("127.0.0.1:8080")
+
+
+async def test_completion_and_wire_body(fake_ollama: FakeOllama, client: httpx.AsyncClient) -> None:
+    fake_ollama.script(['{"city": "Lisbon"}'])
+    b = OpenAICompatBackend(fake_ollama.url + "/v1", client=client, name="lmstudio")
+    result = await b.complete(request("Where?", system="JSON only.", schema=CITY_SCHEMA, max_tokens=32))
+    assert result.text == '{"city": "Lisbon"}' and result.model == MODEL
+    assert (result.backend, result.lane, result.host, result.stop_reason) == ("lmstudio", "local", fake_ollama.url, "stop")
+    assert result.input_tokens > 0 and result.output_tokens > 0
+    [sent] = fake_ollama.requests
+    assert sent["stream"] is False and sent["max_tokens"] == 32 and sent["temperature"] == 0.0
+    assert sent["messages"][0] == {"role": "system", "content": "JSON only."}
+    assert sent["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "answer", "schema": CITY_SCHEMA},
+    }
+
+
+async def test_no_response_format_without_a_schema(fake_ollama: FakeOllama, client: httpx.AsyncClient) -> None:
+    await OpenAICompatBackend(fake_ollama.url, client=client).complete(request(output_format="json"))
+    assert "response_format" not in fake_ollama.requests[-1]
+
+
+async def test_length_and_fenced_text_pass_through(fake_ollama: FakeOllama, client: httpx.AsyncClient) -> None:
+    fake_ollama.script([fenced({"city": "Lisbon"})])
+    b = OpenAICompatBackend(fake_ollama.url, client=client)
+    assert (await b.complete(request())).text == fenced({"city": "Lisbon"})
+    fake_ollama.script(["a much longer answer than allowed"])
+    assert (await b.complete(request(max_tokens=2))).stop_reason == "length"
+
+
+async def test_refused_is_unreachable(client: httpx.AsyncClient) -> None:
+    with pytest.raises(Unreachable):
+        await OpenAICompatBackend(refused_url(), client=client).complete(request())
+
+
+async def test_missing_model_reads_the_openai_error_shape(fake_ollama: FakeOllama, client: httpx.AsyncClient) -> None:
+    with pytest.raises(ModelMissing) as caught:
+        await OpenAICompatBackend(fake_ollama.url, client=client).complete(request(model="nope"))
+    assert "model 'nope' not found" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [("busy", Busy), ("http_500", BadResponse), ("not_json", BadResponse), ("disconnect", BadResponse)],
+)
+async def test_faults_are_translated(
+    fake_ollama: FakeOllama, client: httpx.AsyncClient, fault: Any, error: type[Exception]
+) -> None:
+    fake_ollama.fault(fault)
+    with pytest.raises(error):
+        await OpenAICompatBackend(fake_ollama.url, client=client).complete(request())
+
+
+async def test_stall_is_a_timeout(fake_ollama: FakeOllama, client: httpx.AsyncClient) -> None:
+    fake_ollama.fault("stall", seconds=30)
+    with pytest.raises(Timeout):
+        await OpenAICompatBackend(fake_ollama.url, client=client).complete(request(timeout_s=0.3))
+
+
+async def test_own_client_is_closed(fake_ollama: FakeOllama) -> None:
+    async with OpenAICompatBackend(fake_ollama.url, api_key="local") as b:
+        assert (await b.complete(request())).text
+
+
+@pytest.mark.real_model
+async def test_real_model_answers_schema_valid_json(real_ollama: FakeOllama, client: httpx.AsyncClient) -> None:
+    prompt = 'Extract the city from this sentence as JSON {"city": ...}.\nSentence: Maria flew to Lisbon last week.'
+    result = await OpenAICompatBackend(real_ollama.url, client=client).complete(
+        request(prompt, schema=CITY_SCHEMA, max_tokens=64)
+    )
+    value = json.loads(result.text)
+    jsonschema.validate(value, CITY_SCHEMA)
+    assert value["city"].strip() == "Lisbon"
