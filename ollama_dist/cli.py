@@ -159,3 +159,7 @@ def config(as_json: JsonOpt = False) -> None:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()
