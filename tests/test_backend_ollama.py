@@ -271,6 +271,7 @@ async def test_concurrent_calls_all_complete(client: httpx.AsyncClient) -> None:
         b = backend(srv.url, http=client)
         results = await asyncio.gather(*(b.complete(request(f"job {i}")) for i in range(20)))
         assert len(results) == 20 and srv.max_active == 2 and b.in_flight(srv.url) == 0
+        assert srv.log.count(("POST", "/api/show")) == 1  # the burst shares one lookup
 
 
 async def test_backend_makes_and_closes_its_own_client(fake_ollama: FakeOllama) -> None:

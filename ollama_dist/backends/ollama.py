@@ -15,6 +15,7 @@ without it the server silently truncates anything over its default context
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -249,6 +250,7 @@ class OllamaBackend:
         self._clock = clock
         self._state = {h: _HostState() for h in self.hosts}
         self._context_lengths: dict[tuple[str, str], int | None] = {}
+        self._show_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def __aenter__(self) -> Self:
         return self
@@ -392,12 +394,15 @@ class OllamaBackend:
 
     async def _context_length(self, host: str, model: str, timeout: httpx.Timeout) -> int | None:
         key = (host, model)
-        if key not in self._context_lengths:
-            try:
-                length = await show_context_length(self._http(), host, model, timeout=timeout)
-            except (BadResponse, BadRequest):
-                return None  # an odd /api/show is no reason to fail the call itself
-            self._context_lengths[key] = length
+        if key in self._context_lengths:
+            return self._context_lengths[key]
+        async with self._show_locks.setdefault(key, asyncio.Lock()):  # one /api/show for a burst
+            if key not in self._context_lengths:
+                try:
+                    length = await show_context_length(self._http(), host, model, timeout=timeout)
+                except (BadResponse, BadRequest):
+                    return None  # an odd /api/show is no reason to fail the call itself
+                self._context_lengths[key] = length
         return self._context_lengths[key]
 
 

@@ -232,6 +232,7 @@ class _Result:
     num_ctx: int
     load_ns: int
     started: float = field(default_factory=time.perf_counter)
+    run_ns: int = 0  # measured model time (engine mode); 0: simulated durations
 
 
 class _HttpError(Exception):
@@ -780,6 +781,7 @@ class FakeOllama:
         max_tokens = num_predict if num_predict > 0 else ENGINE_DEFAULT_PREDICT
         from ollama_dist.errors import OllamaDistError
 
+        run_started = time.perf_counter()
         try:
             out = self.engine.chat(
                 messages,
@@ -793,7 +795,8 @@ class FakeOllama:
             raise _HttpError(500, exc.message) from exc
         reason = "length" if out.finish_reason == "length" else "stop"
         load_ns = 0 if was_loaded else int(self.engine.load_seconds * 1e9)
-        return _Result(out.text, out.prompt_tokens, out.completion_tokens, reason, num_ctx, load_ns, started)
+        run_ns = int((time.perf_counter() - run_started) * 1e9)
+        return _Result(out.text, out.prompt_tokens, out.completion_tokens, reason, num_ctx, load_ns, started, run_ns)
 
     # --- responses -------------------------------------------------------------------
 
@@ -811,8 +814,13 @@ class FakeOllama:
         final["done_reason"] = result.done_reason
         if job.endpoint == "generate" and job.body.get("raw") is not True:
             final["context"] = list(range(1, min(result.prompt_tokens + result.eval_count, 64) + 1))
-        prompt_ns = result.prompt_tokens * 100_000
-        eval_ns = result.eval_count * 10_000_000
+        if result.run_ns:  # split the measured time: prompt tokens run ~10x faster than generated ones
+            weight = result.prompt_tokens + 10 * result.eval_count or 1
+            prompt_ns = result.run_ns * result.prompt_tokens // weight
+            eval_ns = result.run_ns - prompt_ns
+        else:
+            prompt_ns = result.prompt_tokens * 100_000
+            eval_ns = result.eval_count * 10_000_000
         total_ns = max(int((time.perf_counter() - result.started) * 1e9), result.load_ns + prompt_ns + eval_ns)
         metrics = {
             "total_duration": total_ns,
