@@ -14,7 +14,8 @@ from typing import Any
 from ollama_dist.backends.base import Backend
 from ollama_dist.breaker import Breaker
 from ollama_dist.config import Settings, load_settings
-from ollama_dist.dispatch import Dispatcher, Event, Lanes, Outcome, RunContext
+from ollama_dist.dispatch import Dispatcher, Event, Outcome, RunContext
+from ollama_dist.lanes import Lanes
 from ollama_dist.errors import EXIT_INTERRUPTED, EXIT_JOB_FAILED, EXIT_OK
 from ollama_dist.ledger import Ledger
 from ollama_dist.pricing import PriceTable, Usage

@@ -57,6 +57,13 @@ class Breaker:
     def typical_latency(self) -> float | None:
         return statistics.median(lat for lat, _ in self._window) if self._window else None
 
+    def expected_wait(self, position: int, slots: int = 1) -> float | None:
+        """Seconds a job `position` places from the head of the local queue can expect to wait."""
+        typical = self.typical_latency()
+        if typical is None or len(self._window) < self.settings.min_samples:
+            return None
+        return (position // slots + 1) * typical
+
     def allow(self, queued: int = 0, slots: int = 1) -> tuple[bool, str | None]:
         """May one more job go local now? `queued` jobs already wait for `slots` slots."""
         state = self.state
@@ -67,9 +74,8 @@ class Breaker:
                 return False, "breaker_open"
             self._probe_out = True
             return True, None
-        typical = self.typical_latency()
-        if typical is not None and len(self._window) >= self.settings.min_samples:
-            expected = (queued // slots + 1) * typical
+        expected = self.expected_wait(queued, slots)
+        if expected is not None:
             if expected > self.settings.p95_threshold_s:
                 self._open(f"queue: {queued} waiting for {slots} slot(s), expected wait {expected:.1f}s "
                            f"> {self.settings.p95_threshold_s:g}s")

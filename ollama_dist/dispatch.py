@@ -23,6 +23,7 @@ from ollama_dist.backends.base import Backend, Completion, Message, Request
 from ollama_dist.breaker import Breaker
 from ollama_dist.config import Settings
 from ollama_dist.errors import BackendError, BreakerOpen
+from ollama_dist.lanes import Lanes
 from ollama_dist.ledger import Attempt, CachedAnswer, Ledger
 from ollama_dist.outputs import digest, read_verified, run_output_path, write_atomic
 from ollama_dist.pricing import PriceTable, Usage
@@ -86,18 +87,6 @@ class Event:
     """Progress for a display: one finished job."""
 
     outcome: Outcome
-
-
-class Lanes:
-    """The backends of a run and the semaphores that bound each lane."""
-
-    def __init__(self, local: Backend | None, cloud: Backend, *, local_slots: int, cloud_slots: int) -> None:
-        self.local = local
-        self.cloud = cloud
-        self.local_slots = local_slots
-        self.local_sem = asyncio.Semaphore(local_slots)
-        self.cloud_sem = asyncio.Semaphore(cloud_slots)
-        self.local_waiting = 0
 
 
 def models_key(local: str, escalation: str, cloud: str) -> str:
@@ -177,7 +166,7 @@ class Dispatcher:
                     completion = await self._call(tier, request)
                 except BreakerOpen as exc:
                     last_row = self._record(outcome, key, tier, number, "skipped", exc.reason, None)
-                    reasons.append(f"local skipped: {exc.reason}")
+                    reasons.append(f"local skipped: {exc.message}")
                     break
                 except BackendError as exc:
                     elapsed = self.clock() - started
@@ -191,6 +180,7 @@ class Dispatcher:
                 if tier.lane == "local":
                     self.breaker.record(completion.latency_s, ok=True)
                     self._note_breaker()
+                    self._spill()
                 verdict = validate(completion.text, job.task.output.spec())
                 if verdict.ok:
                     self._accept(outcome, key, tier, number, completion, verdict)
@@ -210,20 +200,26 @@ class Dispatcher:
         return outcome
 
     async def _call(self, tier: Tier, request: Request) -> Completion:
-        if tier.lane == "local":
-            self.lanes.local_waiting += 1
-            try:
-                await self.lanes.local_sem.acquire()
-            finally:
-                self.lanes.local_waiting -= 1
-            try:
-                if self.breaker.state == "open":  # it opened while this job waited
-                    raise BreakerOpen("the local latency breaker is open")
+        if tier.lane == "cloud":
+            async with self.lanes.cloud_sem:
                 return await tier.backend.complete(request)
-            finally:
-                self.lanes.local_sem.release()
-        async with self.lanes.cloud_sem:
+        queue = self.lanes.local_queue
+        if not await queue.enter():
+            raise BreakerOpen("the expected wait for a local slot is past the breaker's threshold")
+        try:
             return await tier.backend.complete(request)
+        finally:
+            queue.leave()
+
+    def _spill(self) -> None:
+        """Jobs queued so deep that their expected wait passes the threshold go to the cloud."""
+        queue = self.lanes.local_queue
+
+        def too_long(position: int) -> bool:
+            wait = self.breaker.expected_wait(position, queue.slots)
+            return wait is not None and wait > self.settings.breaker.p95_threshold_s
+
+        queue.review(too_long)
 
     def _request(self, job: Job, tier: Tier, history: tuple[Message, ...]) -> Request:
         task = job.task
