@@ -166,6 +166,7 @@ async def test_refused_connection_is_unreachable(client: httpx.AsyncClient) -> N
         await backend(refused_url(), http=client).complete(request())
     assert caught.value.hint is not None and "ollama-dist ollama on" in caught.value.hint
     assert caught.value.escalate
+    assert isinstance(caught.value.__cause__, httpx.ConnectError)  # translated where it entered
 
 
 async def test_stall_is_a_timeout(fake_ollama: FakeOllama, client: httpx.AsyncClient) -> None:

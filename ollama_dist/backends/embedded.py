@@ -217,7 +217,8 @@ class LocalModel:
                     grammar=grammar,
                     seed=self._seed,
                 )
-            except ValueError as exc:  # llama_cpp raises ValueError for a prompt over n_ctx
+            except (ValueError, KeyError, TypeError, NotImplementedError) as exc:
+                # a prompt over n_ctx (ValueError), or a schema the grammar converter cannot take
                 raise BadRequest(f"local model rejected the request: {exc}") from exc
             except RuntimeError as exc:
                 raise BadResponse(f"local model failed: {exc}") from exc

@@ -306,7 +306,10 @@ class OllamaBackend:
                 failures.append(exc)
             except (Busy, ModelMissing) as exc:
                 failures.append(exc)
-        raise self._pool_error(failures) from failures[-1]
+        error = self._pool_error(failures)
+        if any(error is f for f in failures):
+            raise error  # keeps its own cause, the httpx exception
+        raise error from failures[-1]
 
     def _pool_error(self, failures: list[BackendError]) -> BackendError:
         if len(failures) == 1:

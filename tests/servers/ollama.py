@@ -45,7 +45,9 @@ Methods:
                                  with "stream": false the real server's 500 + {"error"};
                       "busy"     503 with the exact queue-full body;
                       "disconnect" close the connection without answering.
-    reset()           forget requests, scripts, faults and loaded models.
+    add_model(name, *, context_length=32768, family="gemma3")
+                      serve one more model.
+    reset()           forget requests, log, scripts, faults and loaded models.
 
 Helpers: `fenced(value)` (JSON in a ```json fence), `chatty(value)` (JSON with prose
 around it), `refused_url()` (a URL whose port refuses connections),
@@ -57,9 +59,12 @@ Token counts without an engine: ceil(len(text) / 4) per text plus 4 per chat mes
 Default answers (no script): a JSON instance of the schema when `format` is a schema,
 `{"answer": "ok"}` for format "json", else a short sentence.
 
-Simplifications: a prompt over num_ctx is truncated to exactly num_ctx tokens (whole
-messages dropped from the front keeping system messages and the latest one; then
-the first num_keep tokens and the tail); the answer is only capped by num_predict
+Truncation (silent, as the real server): a prompt over num_ctx loses whole messages
+from the front, keeping system messages and the latest one; if that still does not
+fit it is cut to exactly num_ctx tokens (the first num_keep and the tail), so
+prompt_eval_count reports what was kept.
+
+Simplifications: the answer is only capped by num_predict
 (context shift is assumed), and with an engine an unlimited num_predict means 512.
 The queue applies to every generation (the real scheduler lets a request for a loaded
 model skip it). size_vram is 0 (CPU-only). Load/unload requests do not queue.
