@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -32,6 +31,7 @@ from ollama_dist.tasks import Job
 from ollama_dist.validate import Verdict, feedback, validate
 
 Status = Literal["ok", "failed"]
+TRUNCATED = frozenset({"length", "max_tokens", "model_context_window_exceeded"})
 LOCAL_ATTEMPTS = 2
 CLOUD_ATTEMPTS = 2
 
@@ -181,7 +181,7 @@ class Dispatcher:
                     self.breaker.record(completion.latency_s, ok=True)
                     self._note_breaker()
                     self._spill()
-                verdict = validate(completion.text, job.task.output.spec())
+                verdict = self._verdict(job, completion)
                 if verdict.ok:
                     self._accept(outcome, key, tier, number, completion, verdict)
                     self._emit(outcome)
@@ -198,6 +198,14 @@ class Dispatcher:
             outcome.attempts[-1] = replace(outcome.attempts[-1], final=True)
         self._emit(outcome)
         return outcome
+
+    @staticmethod
+    def _verdict(job: Job, completion: Completion) -> Verdict:
+        if completion.stop_reason in TRUNCATED:
+            # a cut-off answer may still parse (json-repair closes brackets): never accept it
+            return Verdict(ok=False, reason=f"the answer was cut off at max_tokens ({job.task.max_tokens}); "
+                                            "answer more briefly")
+        return validate(completion.text, job.task.output.spec())
 
     async def _call(self, tier: Tier, request: Request) -> Completion:
         if tier.lane == "cloud":
@@ -222,14 +230,13 @@ class Dispatcher:
         queue.review(too_long)
 
     def _request(self, job: Job, tier: Tier, history: tuple[Message, ...]) -> Request:
+        # the schema travels as `format` / structured outputs, not in the prompt: pasted
+        # into a small model's prompt it is echoed back instead of followed (measured)
         task = job.task
-        prompt = job.prompt
         schema = task.output.schema_
-        if schema is not None:
-            prompt += "\n\nReply with JSON that satisfies this JSON Schema:\n" + json.dumps(schema)
         return Request(
             model=tier.model, system=task.system,
-            messages=(Message(role="user", content=prompt), *history),
+            messages=(Message(role="user", content=job.prompt), *history),
             max_tokens=task.max_tokens, temperature=task.temperature, timeout_s=task.timeout_s,
             output_format=task.output.format, schema=schema, effort=tier.effort,
         )

@@ -90,7 +90,8 @@ def test_local_answers_accepted_through_the_parse_fallbacks(world: dict[str, Any
     assert json.loads(Path(job["output"]).read_text()) == {"city": "Lisbon"}
     assert world["claude"].calls("/v1/messages") == []
     body = world["ollama"].requests[0]
-    assert body["stream"] is False and body["options"]["num_ctx"] >= 2048 and body["format"] == SCHEMA
+    assert body["stream"] is False and body["options"]["num_ctx"] >= 2048
+    assert body["format"] == {**SCHEMA, "additionalProperties": False}  # closed for the grammar
 
 
 def test_two_invalid_local_answers_escalate_and_no_third_local_call(world: dict[str, Any]) -> None:
@@ -238,3 +239,13 @@ def test_breaker_opens_on_slowness_and_sends_local_jobs_to_the_cloud(world: dict
     db = sqlite3.connect(world["home"] / "ledger.db")
     events = db.execute("SELECT state, reason FROM breaker_events").fetchall()
     assert events and events[0][0] == "open" and "p95" in events[0][1] or "queue" in events[0][1]
+
+
+def test_an_answer_cut_off_at_max_tokens_is_never_accepted(world: dict[str, Any]) -> None:
+    # json-repair would close the brackets of this cut-off answer; it must not count
+    world["ollama"].script([json.dumps({"city": "Lisbon " * 50})] * 2)
+    code, data, _ = run_json(str(task_file(Path("t"), extra="max_tokens: 40\n")))
+    assert code == 0
+    rows = ledger_rows(world["home"], data["run_id"])
+    assert [r["outcome"] for r in rows[:2]] == ["invalid", "invalid"]
+    assert "cut off at max_tokens" in rows[0]["reason"] and rows[-1]["lane"] == "cloud"

@@ -61,3 +61,26 @@ class Backend(Protocol):
     lane: Lane
 
     async def complete(self, request: Request) -> Completion: ...
+
+
+def closed_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `schema` whose objects admit no properties beyond the listed ones.
+
+    For grammar-constrained local generation: every answer valid under the closed copy is
+    valid under the original, and small models stop inventing keys. Validation still uses
+    the task's own schema.
+    """
+
+    def close(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {k: close(v) for k, v in node.items()}
+            if isinstance(out.get("properties"), dict) and "additionalProperties" not in out \
+                    and "patternProperties" not in out:
+                out["additionalProperties"] = False
+            return out
+        if isinstance(node, list):
+            return [close(v) for v in node]
+        return node
+
+    closed: dict[str, Any] = close(schema)
+    return closed

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from ollama_dist.backends.base import Completion, Lane, Request
+from ollama_dist.backends.base import Completion, Lane, Request, closed_schema
 from ollama_dist.backends.ollama import chat_messages, num_ctx_for
 from ollama_dist.errors import BadRequest, BadResponse, Timeout, Unreachable
 
@@ -274,7 +274,7 @@ class EmbeddedBackend:
             chat_messages(request),
             max_tokens=request.max_tokens,
             temperature=request.temperature,
-            schema=request.schema_,
+            schema=closed_schema(request.schema_) if request.schema_ is not None else None,
             json_mode=json_mode,
             n_ctx=num_ctx_for(request),
         )

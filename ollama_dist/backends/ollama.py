@@ -26,7 +26,7 @@ from typing import Any, Self
 import httpx
 from pydantic import BaseModel, ConfigDict
 
-from ollama_dist.backends.base import Completion, Lane, Request
+from ollama_dist.backends.base import Completion, Lane, Request, closed_schema
 from ollama_dist.errors import (
     AuthError,
     BackendError,
@@ -358,7 +358,7 @@ class OllamaBackend:
             "keep_alive": self._keep_alive,
         }
         if request.schema_ is not None:
-            body["format"] = request.schema_
+            body["format"] = closed_schema(request.schema_)
         elif request.output_format in ("json", "yaml"):
             body["format"] = "json"
         return body
