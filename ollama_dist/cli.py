@@ -155,6 +155,9 @@ def config(as_json: JsonOpt = False) -> None:
 # ---------------------------------------------------------------------------
 # Commands that live in their own modules register here, one line each.
 # (Each module exposes a Typer function or sub-app; keep the logic out of cli.py.)
+from ollama_dist import commands_eval  # noqa: E402  (light: replay, evaluate and judge load inside)
+app.command("eval")(handled(commands_eval.eval_command))
+app.command("calibrate")(handled(commands_eval.calibrate_command))
 
 
 def main() -> None:
