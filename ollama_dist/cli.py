@@ -70,6 +70,7 @@ def route(paths: PathsArg, as_json: JsonOpt = False, root: RootOpt = Path(".")) 
 @app.command()
 @handled
 def run(
+    ctx: typer.Context,
     paths: PathsArg,
     as_json: JsonOpt = False,
     root: RootOpt = Path("."),
@@ -77,18 +78,30 @@ def run(
                                                      "CLAUDE_CODE_SESSION_ID, or a new one).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Route and estimate; call no model.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display, no tables.")] = False,
+    batch_id: Annotated[str | None, typer.Option("--batch-id", metavar="NAME", help=(
+        "Unattended run (cron, CI): no prompts, colour or progress; exits 75 at once while another run "
+        "of batch NAME holds its lock; a log in the home's logs/ folder."))] = None,
 ) -> None:
     """Run the jobs: local ones on Ollama, the rest on Claude; validate, escalate, record."""
     import asyncio
 
-    from ollama_dist import api, render
+    from ollama_dist import api, lock, render
     from ollama_dist.config import load_settings
     from ollama_dist.pricing import PriceTable, Usage
     from ollama_dist.router import estimate_tokens
 
     settings = load_settings()
-    err = _console(stderr=True)
-    show_progress = not quiet and err.is_terminal
+    batch = ctx.with_resource(lock.acquire(settings.home, batch_id)) if batch_id else None
+
+    def console(stderr: bool = False) -> Any:  # --batch-id: plain text for cron mail and the log
+        if batch_id:
+            from rich.console import Console
+
+            return Console(stderr=stderr, no_color=True, force_terminal=False)
+        return _console(stderr)
+
+    err = console(stderr=True)
+    show_progress = not quiet and not batch_id and err.is_terminal
     progress: render.Progress | None = None
 
     def started(routed: list[api.Routed]) -> None:
@@ -106,6 +119,9 @@ def run(
     finally:
         if progress is not None:
             progress.__exit__(None, None, None)
+    if batch is not None:
+        batch.log(json.dumps(report.as_json(), indent=2, default=str), *(f"note: {n}" for n in report.notes),
+                  f"exit code {report.exit_code}")
     if dry_run:
         prices = PriceTable.load(settings.prices)
 
@@ -119,15 +135,15 @@ def run(
                 ("input_tokens", "max_output_tokens", "cloud_cost_usd_at_most"),
                 estimate(api.Routed(o.job, o.decision))))} for o in report.outcomes])
         elif not quiet:
-            _console().print(render.dry_run_table([api.Routed(o.job, o.decision) for o in report.outcomes],
-                                                  estimate))
+            console().print(render.dry_run_table([api.Routed(o.job, o.decision) for o in report.outcomes],
+                                                 estimate))
         return
     if as_json:
         _print_json(report.as_json())
         if not quiet:
             err.print(render.summary_table(report))
     elif not quiet:
-        out = _console()
+        out = console()
         out.print(render.jobs_table(report))
         out.print(render.summary_table(report))
     for note in report.notes:
@@ -155,6 +171,9 @@ def config(as_json: JsonOpt = False) -> None:
 # ---------------------------------------------------------------------------
 # Commands that live in their own modules register here, one line each.
 # (Each module exposes a Typer function or sub-app; keep the logic out of cli.py.)
+from ollama_dist import mcp_server, skill  # noqa: E402  (light: the SDKs load inside their functions)
+app.command("mcp")(handled(mcp_server.serve))
+app.add_typer(skill.app, name="claude")
 from ollama_dist import commands_eval  # noqa: E402  (light: replay, evaluate and judge load inside)
 app.command("eval")(handled(commands_eval.eval_command))
 app.command("calibrate")(handled(commands_eval.calibrate_command))

@@ -1,0 +1,293 @@
+"""`ollama-dist mcp`: a stdio MCP server, so Claude Code can hand deterministic work to the router.
+
+Three tools: `route_tasks` (where each job would go, and why), `run_tasks` (run them;
+validated values, where each was answered, totals with savings) and `router_status`
+(`ollama_dist.status` for this session).
+Tasks come inline (`task_yaml`, written to a fresh folder under the ollama-dist home
+first, so relative paths in it resolve there) or as a `path` to a task file or folder.
+
+Stdout is the JSON-RPC channel and carries nothing else. While the server runs, fd 1
+points at stderr and `sys.stdout` is `sys.stderr`, so a stray `print`, a Rich console,
+a C library or a child process writes to stderr; the protocol goes out through a
+private duplicate of the original stdout. (The SDK's own claim of fd 1 lets a
+buffered `print` reach the wire when it releases fd 1 at exit, so this module passes
+its own stream.) The low-level `mcp.server.Server` is used because only it serves
+explicit streams through public API.
+
+Runs are recorded under the session id the server was started with
+(`CLAUDE_CODE_SESSION_ID`, set by Claude Code), so savings add up per Claude Code
+session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ollama_dist import __version__
+from ollama_dist.errors import InputError, OllamaDistError
+
+if TYPE_CHECKING:
+    from mcp import types
+
+    from ollama_dist.config import Settings
+
+SERVER_NAME = "ollama-dist"
+VALUE_CHARS = 8000  # larger values are left in their output file; Claude Code warns past 10,000 tokens
+
+INSTRUCTIONS = (
+    "Hand deterministic, checkable work (extraction, conversion, classification, formatting, "
+    "boilerplate edits) to a local model: describe it as an ollama-dist task with an output "
+    "format and, for JSON, a schema, so every answer is validated (and escalated to Claude when "
+    "it fails). Keep reasoning, design and review on Claude. route_tasks shows where jobs would "
+    "go without running them; run_tasks runs them; router_status shows this session's savings."
+)
+
+_TASK_PROPERTIES: dict[str, Any] = {
+    "task_yaml": {"type": "string", "description": (
+        "An ollama-dist task file given inline (YAML: `name`, `prompt`, `inputs`, `output` with "
+        "`format` and `schema`; or `tasks:` a list). Relative paths in it resolve in a fresh folder "
+        "under the ollama-dist home, so give input files as absolute paths or use `inputs.text`.")},
+    "path": {"type": "string", "description": (
+        "A task file or a folder of them, relative to the project directory.")},
+    "root": {"type": "string", "description": (
+        "The run's root for `path` (inputs and `output.write` stay inside it); default: the project "
+        "directory.")},
+}
+_TASK_SCHEMA: dict[str, Any] = {"type": "object", "properties": _TASK_PROPERTIES, "additionalProperties": False}
+
+TOOLS: dict[str, tuple[str, dict[str, Any]]] = {
+    "route_tasks": (
+        "Decide, without calling any model, where each job of a task file would run: `local` "
+        "(deterministic work, the local model) or `cloud` (reasoning, Claude), with the score, "
+        "confidence, the rule that decided and the reasons. Give `task_yaml` or `path`.",
+        _TASK_SCHEMA,
+    ),
+    "run_tasks": (
+        "Run the jobs of a task file: local ones on the local model, the rest on Claude; every "
+        "answer is validated against the task's output format/schema and escalated to Claude when "
+        "the local answer fails. Returns each job's status, validated value (or output file), "
+        "routed_to, actual_model, escalated, and the totals with cost, baseline and savings. "
+        "Give `task_yaml` or `path`.",
+        _TASK_SCHEMA,
+    ),
+    "router_status": (
+        "What the router did in this Claude Code session (or `since` a time): jobs, diversion and "
+        "escalation rates with reasons, cost, baseline cost (all on Claude), savings, latency, the "
+        "breaker's state and warnings.",
+        {"type": "object", "additionalProperties": False, "properties": {"since": {
+            "type": "string", "description": "Instead of this session: what ran since 7d, 12h, 30m or a date."}}},
+    ),
+}
+
+
+# ---------------------------------------------------------------------- tools
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """What the server was started with."""
+
+    session: str
+    project: Path
+    env: Mapping[str, str]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], cwd: Path) -> ServerState:
+        from ollama_dist.api import new_run_id, session_id
+
+        session = session_id(None, env) or f"mcp-{new_run_id()}"
+        project = Path(env["CLAUDE_PROJECT_DIR"]) if env.get("CLAUDE_PROJECT_DIR") else cwd
+        return cls(session, project.resolve(), dict(env))
+
+    def settings(self) -> Settings:
+        from ollama_dist.config import load_settings
+
+        return load_settings(self.project, self.env)
+
+
+def _strings(args: Mapping[str, Any], allowed: tuple[str, ...]) -> dict[str, str]:
+    unknown = sorted(set(args) - set(allowed))
+    if unknown:
+        raise InputError(f"unknown argument `{unknown[0]}`", hint="arguments: " + ", ".join(allowed))
+    values: dict[str, str] = {}
+    for key in allowed:
+        value = args.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise InputError(f"`{key}` must be a string")
+        values[key] = value
+    return values
+
+
+@contextlib.contextmanager
+def task_paths(args: Mapping[str, Any], state: ServerState, settings: Settings, *,
+               keep: bool) -> Iterator[tuple[list[Path], Path]]:
+    """(paths, root) for the tools' arguments; inline YAML goes to a fresh folder under the home.
+
+    With `keep=False` that folder is removed afterwards; a run that went through keeps
+    it, since outputs a task writes with `output.write` land in it.
+    """
+    given = _strings(args, tuple(_TASK_PROPERTIES))
+    if ("task_yaml" in given) == ("path" in given):
+        raise InputError("give exactly one of `task_yaml` (the task file's YAML) or `path`")
+    if "path" in given:
+        root = state.project / given["root"] if "root" in given else state.project
+        yield [state.project / given["path"]], root
+        return
+    if "root" in given:
+        raise InputError("`root` goes with `path`; inline tasks run in their own folder")
+    parent = settings.home / "mcp" / "inline"
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=parent))
+        (folder / "tasks.yaml").write_text(given["task_yaml"], encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write the inline task under {parent}: {exc.strerror}") from exc
+    done = False
+    try:
+        yield [folder / "tasks.yaml"], folder
+        done = True
+    finally:
+        if not (keep and done):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def route_tasks(args: Mapping[str, Any], state: ServerState) -> dict[str, Any]:
+    from ollama_dist import api
+
+    settings = state.settings()
+    with task_paths(args, state, settings, keep=False) as (paths, root):
+        routed = api.route(paths, root=root, settings=settings)
+    return {"jobs": [r.as_json() for r in routed]}
+
+
+def _job_result(job: Mapping[str, Any]) -> dict[str, Any]:
+    out = {key: job[key] for key in ("task", "job", "status", "routed_to", "actual_model", "escalated",
+                                     "cache_hit", "reason", "output", "cost_usd", "baseline_cost_usd")}
+    if job["status"] == "ok":
+        text = json.dumps(job["value"], default=str)
+        if len(text) <= VALUE_CHARS:
+            out["value"] = job["value"]
+        else:
+            out["value_omitted"] = f"{len(text)} characters; read it from `output`"
+    return out
+
+
+async def run_tasks(args: Mapping[str, Any], state: ServerState) -> dict[str, Any]:
+    from ollama_dist import api
+
+    settings = state.settings()
+    with task_paths(args, state, settings, keep=True) as (paths, root):
+        report = await api.run_async(paths, root=root, settings=settings, session=state.session, env=state.env)
+    data = report.as_json()
+    return {"run_id": data["run_id"], "session": data["session"],
+            "jobs": [_job_result(j) for j in data["jobs"]], "totals": data["totals"], "notes": data["notes"]}
+
+
+def router_status(args: Mapping[str, Any], state: ServerState) -> dict[str, Any]:
+    from ollama_dist import status
+
+    since = _strings(args, ("since",)).get("since")
+    session = None if since else state.session
+    return status.router_status(state.settings(), session=session, since=since, env=state.env).as_json()
+
+
+async def call(name: str, args: Mapping[str, Any], state: ServerState) -> dict[str, Any]:
+    """One tool call; raises OllamaDistError (the caller makes it a tool error)."""
+    if name == "route_tasks":
+        return route_tasks(args, state)
+    if name == "run_tasks":
+        return await run_tasks(args, state)
+    if name == "router_status":
+        return router_status(args, state)
+    raise InputError(f"unknown tool `{name}`", hint="tools: " + ", ".join(TOOLS))
+
+
+# ---------------------------------------------------------------------- serving
+
+
+@contextlib.contextmanager
+def protocol_stdout() -> Iterator[int]:
+    """Yield a private duplicate of stdout for the protocol; fd 1 and sys.stdout go to stderr meanwhile."""
+    wire = os.dup(1)
+    saved = sys.stdout
+    try:
+        os.dup2(2, 1)
+        with contextlib.suppress(OSError, ValueError):
+            saved.flush()  # what was printed before the server started goes to stderr too
+        sys.stdout = sys.stderr
+        yield wire
+    finally:
+        sys.stdout = saved
+        with contextlib.suppress(OSError, ValueError):
+            saved.flush()  # anything written to the old object lands on stderr, before fd 1 is restored
+        os.dup2(wire, 1)
+        os.close(wire)
+
+
+def _result(data: dict[str, Any] | None, error: str | None) -> types.CallToolResult:
+    from mcp import types
+
+    if error is not None:
+        return types.CallToolResult(content=[types.TextContent(type="text", text=error)], is_error=True)
+    return types.CallToolResult(content=[types.TextContent(type="text", text=json.dumps(data, indent=2, default=str))],
+                                structured_content=data)
+
+
+def handlers(state: ServerState) -> tuple[Callable[[Any, Any], Awaitable[types.ListToolsResult]],
+                                          Callable[[Any, Any], Awaitable[types.CallToolResult]]]:
+    from mcp import types
+
+    async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=[
+            types.Tool(name=name, description=description, input_schema=schema,
+                       annotations=types.ToolAnnotations(read_only_hint=name != "run_tasks",
+                                                         open_world_hint=name == "run_tasks"))
+            for name, (description, schema) in TOOLS.items()])
+
+    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        try:
+            return _result(await call(params.name, params.arguments or {}, state), None)
+        except OllamaDistError as exc:
+            return _result(None, str(exc))
+
+    return list_tools, call_tool
+
+
+async def serve_async(wire: int, state: ServerState) -> None:
+    import io
+
+    import anyio
+    from mcp.server import Server
+    from mcp.server.stdio import stdio_server
+
+    list_tools, call_tool = handlers(state)
+    server: Server[Any] = Server(SERVER_NAME, version=__version__, instructions=INSTRUCTIONS,
+                                 on_list_tools=list_tools, on_call_tool=call_tool)
+    out = io.TextIOWrapper(open(wire, "wb", closefd=False), encoding="utf-8", write_through=True)
+    async with stdio_server(stdout=anyio.wrap_file(out)) as (read, write):
+        await server.run(read, write, server.create_initialization_options())
+
+
+def serve() -> None:
+    """Serve MCP over stdio for Claude Code: route_tasks, run_tasks, router_status."""
+    import logging
+
+    with protocol_stdout() as wire:
+        logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="ollama-dist mcp: %(message)s")
+        logging.captureWarnings(True)
+        import anyio
+
+        state = ServerState.from_env(os.environ, Path.cwd())
+        anyio.run(serve_async, wire, state)

@@ -1,0 +1,196 @@
+"""`ollama-dist claude install|uninstall`: round trips in temporary folders; uninstall removes exactly what install wrote."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from ollama_dist import skill
+from ollama_dist.cli import app
+
+runner = CliRunner()
+PORTABLE_KEYS = {"name", "description", "license", "compatibility", "metadata", "allowed-tools"}
+
+
+def tree(root: Path) -> dict[str, str | None]:
+    """Every file (with its text) and folder under root."""
+    return {str(p.relative_to(root)): (p.read_text() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+def claude(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, ["claude", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def frontmatter(text: str) -> tuple[dict[str, str], str]:
+    assert text.startswith("---\n")
+    head, body = text[4:].split("\n---\n", 1)
+    return yaml.safe_load(head), body
+
+
+@pytest.fixture
+def user_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "user"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+def test_the_skill_text_follows_the_skills_format() -> None:
+    meta, body = frontmatter(skill.skill_text())
+    assert set(meta) <= PORTABLE_KEYS  # packages for claude.ai and the Skills API too
+    assert meta["name"] == "ollama-dist" and len(meta["name"]) <= 64
+    description = meta["description"]
+    assert len(description) <= 1024
+    for must in ("deterministic", "schema", "ollama-dist run", "route_tasks", "run_tasks", "router_status"):
+        assert must in description, must
+    assert "Bash(ollama-dist run *)" in meta["allowed-tools"]
+    assert "kind: deterministic" in body and "keep" in body.lower()
+    assert "${CLAUDE_SESSION_ID}" in body
+    task = yaml.safe_load(body.split("```yaml\n", 1)[1].split("```", 1)[0])  # the example is a valid task
+    assert task["output"]["format"] == "json" and task["output"]["schema"]["type"] == "object"
+
+
+def test_project_install_then_uninstall_leaves_the_folder_as_it_was(isolated_home: Path) -> None:
+    project = Path.cwd()
+    Path("README.md").write_text("mine\n")
+    before = tree(project)
+    code, out, err = claude("install")
+    assert code == 0, err
+    written = project / ".claude" / "skills" / "ollama-dist" / "SKILL.md"
+    assert written.read_text() == skill.skill_text()
+    expected = f"claude mcp add --transport stdio --scope project ollama-dist -- {shlex.join(skill.server_command())}"
+    assert expected in out.splitlines()[-1]
+    assert not (project / ".mcp.json").exists()  # only printed without --mcp
+    assert (isolated_home / "claude" / "installs.json").is_file()
+
+    code, out, _ = claude("install")  # idempotent
+    assert code == 0 and "up to date" in out and written.read_text() == skill.skill_text()
+
+    code, out, _ = claude("uninstall")
+    assert code == 0 and f"removed {written}" in out
+    assert tree(project) == before
+    assert not (isolated_home / "claude" / "installs.json").exists()
+    code, out, _ = claude("uninstall")
+    assert code == 0 and "nothing to remove" in out
+
+
+def test_the_printed_command_is_claude_mcp_add_syntax() -> None:
+    line = skill.mcp_add_command("user", ["ollama-dist", "mcp"])
+    words = shlex.split(line)
+    assert words[:3] == ["claude", "mcp", "add"]
+    # options before the name, the server command after `--`
+    assert words[3:7] == ["--transport", "stdio", "--scope", "user"]
+    assert words[7:] == ["ollama-dist", "--", "ollama-dist", "mcp"]
+
+
+def test_folders_and_skills_that_were_there_stay(isolated_home: Path) -> None:
+    other = Path(".claude/skills/other/SKILL.md")
+    other.parent.mkdir(parents=True)
+    other.write_text("---\nname: other\n---\nmine\n")
+    Path(".claude/settings.json").write_text("{}\n")
+    before = tree(Path.cwd())
+    assert claude("install")[0] == 0
+    assert claude("uninstall")[0] == 0
+    assert tree(Path.cwd()) == before
+
+
+def test_mcp_json_merge_keeps_other_servers_and_uninstall_takes_only_its_entry(isolated_home: Path) -> None:
+    original = {"mcpServers": {"github": {"type": "http", "url": "https://api.example.com/mcp"}},
+                "note": "kept"}
+    Path(".mcp.json").write_text(json.dumps(original, indent=2) + "\n")
+    code, out, err = claude("install", "--mcp")
+    assert code == 0, err
+    data = json.loads(Path(".mcp.json").read_text())
+    assert data["note"] == "kept" and data["mcpServers"]["github"] == original["mcpServers"]["github"]
+    command = skill.server_command()
+    assert data["mcpServers"]["ollama-dist"] == {"type": "stdio", "command": command[0], "args": command[1:],
+                                                 "env": {}}
+    assert "claude mcp add" not in out  # written, not printed
+    assert claude("install", "--mcp")[0] == 0  # idempotent
+    assert json.loads(Path(".mcp.json").read_text()) == data
+    assert claude("uninstall")[0] == 0
+    assert json.loads(Path(".mcp.json").read_text()) == original  # the file was not ours: it stays
+
+
+def test_mcp_json_created_by_install_is_deleted_only_when_nothing_else_is_in_it(isolated_home: Path) -> None:
+    assert claude("install", "--mcp")[0] == 0
+    assert claude("uninstall")[0] == 0
+    assert not Path(".mcp.json").exists() and not Path(".claude").exists()
+
+    assert claude("install", "--mcp")[0] == 0
+    data = json.loads(Path(".mcp.json").read_text())
+    data["mcpServers"]["later"] = {"type": "stdio", "command": "later"}  # added by hand after install
+    Path(".mcp.json").write_text(json.dumps(data))
+    assert claude("uninstall")[0] == 0
+    assert json.loads(Path(".mcp.json").read_text()) == {"mcpServers": {"later": {"type": "stdio",
+                                                                                  "command": "later"}}}
+
+
+def test_someone_elses_mcp_entry_is_not_clobbered(isolated_home: Path) -> None:
+    mine = {"mcpServers": {"ollama-dist": {"type": "stdio", "command": "/opt/od/bin/ollama-dist", "args": ["mcp"]}}}
+    Path(".mcp.json").write_text(json.dumps(mine))
+    code, _, err = claude("install", "--mcp")
+    assert code == 2 and "did not write" in err
+    assert json.loads(Path(".mcp.json").read_text()) == mine
+    assert claude("uninstall")[0] == 0
+    assert json.loads(Path(".mcp.json").read_text()) == mine
+
+
+def test_broken_mcp_json_is_left_alone(isolated_home: Path) -> None:
+    Path(".mcp.json").write_text("{not json")
+    code, _, err = claude("install", "--mcp")
+    assert code == 2 and ".mcp.json" in err
+    assert Path(".mcp.json").read_text() == "{not json"
+
+
+def test_an_edited_skill_survives_uninstall_and_is_not_overwritten_without_force(isolated_home: Path) -> None:
+    assert claude("install")[0] == 0
+    path = Path(".claude/skills/ollama-dist/SKILL.md")
+    path.write_text(path.read_text() + "\nMy own notes.\n")
+    code, _, err = claude("install")
+    assert code == 2 and "--force" in err and "My own notes." in path.read_text()
+    code, out, _ = claude("uninstall")
+    assert code == 0 and "left" in out and "My own notes." in path.read_text()
+
+    Path("other").mkdir()  # a SKILL.md install never wrote
+    theirs = Path("other/.claude/skills/ollama-dist/SKILL.md")
+    theirs.parent.mkdir(parents=True)
+    theirs.write_text("theirs\n")
+    target = skill.Target("project", Path("other").resolve())
+    with pytest.raises(skill.InputError):
+        skill.install(target, isolated_home)
+    skill.install(target, isolated_home, force=True)
+    assert theirs.read_text() == skill.skill_text()
+
+
+def test_uninstall_without_the_manifest_removes_only_an_unedited_skill(isolated_home: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path) -> None:
+    assert claude("install")[0] == 0
+    monkeypatch.setenv("OLLAMA_DIST_HOME", str(tmp_path / "another-home"))
+    assert claude("uninstall")[0] == 0
+    assert not Path(".claude/skills/ollama-dist").exists()
+
+
+def test_user_install_goes_to_the_home_claude_folder(isolated_home: Path, user_home: Path) -> None:
+    code, out, err = claude("install", "--user")
+    assert code == 0, err
+    written = user_home / ".claude" / "skills" / "ollama-dist" / "SKILL.md"
+    assert written.read_text() == skill.skill_text()
+    assert "--scope user ollama-dist --" in out
+    assert not Path(".claude").exists()  # the project is untouched
+    code, _, err = claude("install", "--user", "--mcp")
+    assert code == 2 and "--scope user" in err  # there is no user-level .mcp.json to write
+    assert claude("uninstall", "--user")[0] == 0
+    assert tree(user_home) == {}
+
+
+def test_project_and_user_together_is_an_error() -> None:
+    code, _, err = claude("install", "--project", "--user")
+    assert code == 2 and "not both" in err
