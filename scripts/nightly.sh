@@ -11,8 +11,9 @@
 #   NIGHTLY_MODEL      the model to warm            (default: gemma3:270m)
 #   NIGHTLY_BATCH      the batch id (lock and log)  (default: nightly)
 #
-# crontab (02:30 every night; the run's own log is in ~/.ollama-dist/logs/):
-#   30 2 * * * cd /path/to/project && OLLAMA_DIST=$HOME/.local/bin/ollama-dist /path/to/ollama-dist/scripts/nightly.sh >>$HOME/.ollama-dist/logs/cron.log 2>&1
+# crontab (02:30 every night; cron has no ANTHROPIC_API_KEY unless the crontab or the
+# ollama-dist config gives it; each run's own log is in ~/.ollama-dist/logs/):
+#   30 2 * * * mkdir -p $HOME/.ollama-dist/logs && cd /path/to/project && OLLAMA_DIST=$HOME/.local/bin/ollama-dist /path/to/ollama-dist/scripts/nightly.sh >>$HOME/.ollama-dist/logs/cron.log 2>&1
 set -euo pipefail
 
 OD=${OLLAMA_DIST:-ollama-dist}
