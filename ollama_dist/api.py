@@ -175,7 +175,7 @@ def build_lanes(settings: Settings) -> Lanes:
     cloud = ClaudeBackend(api_key=key, base_url=settings.cloud.base_url, max_retries=settings.cloud.max_retries)
     slots = o.concurrency_per_host * max(1, len(o.hosts) + len(o.openai_compat))
     return Lanes(FallbackBackend(local) if local else None, cloud, local_slots=slots,
-                 cloud_slots=settings.cloud.concurrency)
+                 cloud_slots=settings.cloud.concurrency, cloud_ready=bool(key))
 
 
 async def _close(lanes: Lanes) -> None:

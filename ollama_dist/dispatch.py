@@ -149,7 +149,7 @@ class Dispatcher:
         number = 0
         last_row: int | None = None
         for tier in self._ladder(job, decision):
-            if tier.lane == "local":
+            if tier.lane == "local" and self.lanes.cloud_ready:
                 allowed, why = self.breaker.allow(self.lanes.local_waiting, self.lanes.local_slots)
                 self._note_breaker()
                 if not allowed:
@@ -222,6 +222,8 @@ class Dispatcher:
     def _spill(self) -> None:
         """Jobs queued so deep that their expected wait passes the threshold go to the cloud."""
         queue = self.lanes.local_queue
+        if not self.lanes.cloud_ready:
+            return  # with nowhere to go, waiting is the best a job can do
 
         def too_long(position: int) -> bool:
             wait = self.breaker.expected_wait(position, queue.slots)

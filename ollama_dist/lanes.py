@@ -75,9 +75,11 @@ class LocalQueue:
 class Lanes:
     """The backends of a run and what bounds each lane."""
 
-    def __init__(self, local: Backend | None, cloud: Backend, *, local_slots: int, cloud_slots: int) -> None:
+    def __init__(self, local: Backend | None, cloud: Backend, *, local_slots: int, cloud_slots: int,
+                 cloud_ready: bool = True) -> None:
         self.local = local
         self.cloud = cloud
+        self.cloud_ready = cloud_ready  # False without an API key: then nothing spills to the cloud
         self.local_slots = local_slots
         self.local_queue = LocalQueue(local_slots)
         self.cloud_sem = asyncio.Semaphore(cloud_slots)
