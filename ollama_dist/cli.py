@@ -177,6 +177,9 @@ app.add_typer(skill.app, name="claude")
 from ollama_dist import commands_eval  # noqa: E402  (light: replay, evaluate and judge load inside)
 app.command("eval")(handled(commands_eval.eval_command))
 app.command("calibrate")(handled(commands_eval.calibrate_command))
+from ollama_dist import server, status  # noqa: E402  (light: httpx, sqlite and rich load inside)
+app.command("router-status")(handled(status.router_status_command))
+app.add_typer(server.app, name="ollama")
 
 
 def main() -> None:

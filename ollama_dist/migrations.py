@@ -63,4 +63,19 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         CREATE INDEX breaker_events_ts ON breaker_events (ts);
     """),
+    # router-status over a million attempts in well under a second (bench/status_bench.py):
+    # covering indexes for its aggregates, partial ones for the percentiles and the escalations.
+    ("0003_status_indexes", """
+        CREATE INDEX attempts_status ON attempts (task, routed_to, lane, outcome, final, ts, cost_usd,
+            baseline_cost_usd, input_tokens, output_tokens);
+        CREATE INDEX attempts_daily ON attempts (ts, final, routed_to, lane, outcome, cost_usd, baseline_cost_usd);
+        CREATE INDEX attempts_latency ON attempts (lane, latency_s, ts, outcome)
+            WHERE outcome IN ('ok', 'invalid', 'error');
+        CREATE INDEX attempts_escalated ON attempts (run_id, job_id, outcome, ts, session)
+            WHERE final = 1 AND routed_to = 'local' AND lane = 'cloud';
+        CREATE INDEX attempts_left_local ON attempts (run_id, job_id, lane, attempt, outcome, reason)
+            WHERE lane = 'local' AND outcome != 'ok';
+        CREATE INDEX attempts_answers ON attempts (task, input_hash, ts, run_id)
+            WHERE final = 1 AND outcome != 'cache_hit';
+    """),
 ]

@@ -270,3 +270,98 @@ def calibrate_table(cal: Calibration, cloud_model: str) -> Table:
     table.caption = "\n".join(notes)
     return table
 
+
+
+# ---------------------------------------------------------------- router-status and ollama status
+
+from typing import TYPE_CHECKING  # noqa: E402
+
+if TYPE_CHECKING:
+    from ollama_dist.server import HostReport
+    from ollama_dist.status import Day, RouterStatus
+
+
+def _share(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.0f} MiB"
+
+
+def router_status_table(st: RouterStatus) -> Table:
+    """router-status: does routing pay, and is it healthy."""
+    t = st.totals
+    table = Table(title=f"router status: {st.scope.label}", show_header=False)
+    table.add_column("what")
+    table.add_column("value", overflow="fold")
+    table.add_row("jobs", f"{t.jobs:,} (local {t.local:,}, cloud {t.cloud:,}, failed {t.failed:,})")
+    table.add_row("answered locally", _share(st.diversion_rate))
+    reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(st.escalation_reasons.items(), key=lambda kv: -kv[1]))
+    table.add_row("escalated", f"{t.escalated:,} of {t.routed_local:,} routed local ({_share(st.escalation_rate)})"
+                  + (f": {reasons}" if reasons else ""))
+    table.add_row("cost / baseline (all on Claude)", f"{_money(t.cost_usd)} / {_money(t.baseline_cost_usd)}")
+    saved = Text(f"{_money(st.savings_usd)} ({st.savings_pct:.1f}%)", style="green" if st.savings_usd >= 0 else "red")
+    table.add_row("saved", saved)
+    table.add_row("cost per job", _money(st.cost_per_job_usd))
+    table.add_row("tokens kept off the cloud", f"{t.tokens_saved:,}")
+    for lane in ("local", "cloud"):
+        if lane in st.p95_latency_s:
+            table.add_row(f"latency {lane} p50 / p95",
+                          f"{st.p50_latency_s.get(lane, 0.0):.2f} s / {st.p95_latency_s[lane]:.2f} s")
+    table.add_row("cache hits", f"{t.cache_hits:,}")
+    table.add_row(f"re-run within {st.rework_window_s / 3600:g} h (rework)",
+                  f"{st.rework:,} ({_share(st.rework / t.jobs if t.jobs else 0.0)})")
+    b = st.breaker
+    state = Text(b.state, style="red" if b.state == "open" else "green")
+    if b.recent:
+        latest = b.recent[0]
+        from datetime import datetime
+
+        when = datetime.fromtimestamp(latest.at).strftime("%Y-%m-%d %H:%M")
+        state.append(f" · {b.openings:,} opening(s), latest {when}: {latest.reason}", style="default")
+    table.add_row("latency breaker", state)
+    return table
+
+
+def router_days_chart(days: Sequence[Day], width: int = 32) -> Table:
+    """Per day: cost against the all-Claude baseline, and the escalation rate, as bars."""
+    table = Table(title="per day", caption="cost ▇ against baseline ░ (all on Claude); escalations ▇ per "
+                  "job routed local", caption_justify="left")
+    table.add_column("day")
+    table.add_column("cost vs baseline")
+    table.add_column("$", justify="right")
+    table.add_column("escalation rate")
+    table.add_column("", justify="right")
+    top = max((max(d.cost_usd, d.baseline_cost_usd) for d in days), default=0.0) or 1.0
+    for d in days:
+        money = Text("▇" * round(width * d.cost_usd / top), style="cyan")
+        money.append("\n" + "░" * round(width * d.baseline_cost_usd / top), style="dim")
+        rate = d.escalation_rate
+        bar = Text("▇" * round(width / 2 * rate), style="red" if rate >= 0.3 else "yellow")
+        table.add_row(d.day.isoformat(), money, f"{_money(d.cost_usd)}\n{_money(d.baseline_cost_usd)}", bar,
+                      _share(rate) if d.routed_local else "-")
+    return table
+
+
+def ollama_status_table(reports: Sequence[HostReport]) -> Table:
+    """ollama status: one row per configured host."""
+    table = Table(title="Ollama")
+    table.add_column("host", overflow="fold")
+    table.add_column("state")
+    table.add_column("models pulled", overflow="fold")
+    table.add_column("loaded now (context, memory)", overflow="fold")
+    table.add_column("missing → fix", overflow="fold")
+    for r in reports:
+        s = r.status
+        if not s.reachable:
+            state = Text("down", style="red")
+        elif s.error:
+            state = Text(f"error: {s.error}", style="red")
+        else:
+            state = Text(f"up {s.version}", style="green")
+        pulled = ", ".join(m.name for m in s.models) or "-"
+        loaded = "\n".join(f"{m.name} ({m.context_length or '?'} ctx, {_gib(m.size)})" for m in s.loaded) or "-"
+        missing = "\n".join(f"{m} → ollama pull {m}" for m in r.missing) or "-"
+        table.add_row(s.host, state, pulled, loaded, Text(missing, style="yellow" if r.missing else "default"))
+    return table
