@@ -76,7 +76,7 @@ class RunReport:
         return EXIT_OK if all(o.status == "ok" for o in self.outcomes) else EXIT_JOB_FAILED
 
     def totals(self) -> dict[str, Any]:
-        attempts = [a for o in self.outcomes for a in o.attempts]
+        attempts = [a for o in self.outcomes for a in o.attempts + o.shadow]
         cost = sum(a.cost_usd for a in attempts)
         baseline = sum(a.baseline_cost_usd for a in attempts)
         escalations: dict[str, int] = {}
@@ -132,6 +132,7 @@ def job_json(o: Outcome) -> dict[str, Any]:
         "output_tokens": sum(a.output_tokens for a in o.attempts),
         "cost_usd": round(sum(a.cost_usd for a in o.attempts), 8),
         "baseline_cost_usd": round(sum(a.baseline_cost_usd for a in o.attempts), 8),
+        "shadow": [{"model": a.model, "outcome": a.outcome, "cost_usd": round(a.cost_usd, 8)} for a in o.shadow],
     }
 
 
@@ -196,6 +197,9 @@ async def run_async(
     on_event: Callable[[Event], None] | None = None,
     lanes: Lanes | None = None,
     env: Mapping[str, str] | None = None,
+    batch_id: str | None = None,
+    shadow_rate: float = 0.0,
+    cloud_batch: bool = False,
 ) -> RunReport:
     """Load, route and run every job; every attempt lands in the ledger as it happens."""
     env = os.environ if env is None else env
@@ -215,10 +219,12 @@ async def run_async(
         prices = PriceTable.load(settings.prices)
         prices.baseline(settings.models.cloud, Usage())  # fail early on an unpriced cloud model
         head = git_head(root)
-        ledger.start_run(run_id, session, str(root), head, len(jobs))
+        ledger.start_run(run_id, session, str(root), head, len(jobs), batch_id)
         lanes = lanes or build_lanes(settings)
         ctx = RunContext(run_id, session, root, settings.home / "runs" / run_id, head, settings.ledger.store_text)
-        dispatcher = Dispatcher(settings, lanes, ledger, prices, Breaker(settings.breaker), ctx, on_event=on_event)
+        dispatcher = Dispatcher(settings, lanes, ledger, prices, Breaker(settings.breaker), ctx, on_event=on_event,
+                                shadow_rate=shadow_rate, cloud_batch=cloud_batch,
+                                batch_poll_s=settings.cloud.batch_poll_s)
         report = RunReport(run_id, session, [])
         try:
             report.outcomes = await dispatcher.run([(r.job, r.decision) for r in routed])

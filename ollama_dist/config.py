@@ -56,6 +56,7 @@ class CloudSettings(_Section):
     concurrency: int = Field(4, ge=1)
     max_retries: int = Field(2, ge=0)
     effort_escalated: str | None = "low"
+    batch_poll_s: float = Field(5.0, gt=0, description="first wait between Message Batches polls")
 
 
 class BreakerSettings(_Section):

@@ -65,6 +65,7 @@ class Outcome:
     output_path: str | None = None
     value: object = None
     cache_hit: bool = False
+    shadow: list[Attempt] = field(default_factory=list)  # cloud answers asked for comparison only
 
     @property
     def actual_model(self) -> str | None:
@@ -105,6 +106,9 @@ class Dispatcher:
         *,
         on_event: Callable[[Event], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        shadow_rate: float = 0.0,
+        cloud_batch: bool = False,
+        batch_poll_s: float = 5.0,
     ) -> None:
         self.settings = settings
         self.lanes = lanes
@@ -114,11 +118,22 @@ class Dispatcher:
         self.run_ctx = run
         self.on_event = on_event
         self.clock = clock
+        self.shadow_rate = shadow_rate
+        self.cloud_batch = cloud_batch
+        self.batch_poll_s = batch_poll_s
         self._openings_seen = 0
 
     async def run(self, routed: Sequence[tuple[Job, Decision]]) -> list[Outcome]:
-        coros = [self._job(job, decision) for job, decision in routed]
-        return list(await asyncio.gather(*coros))
+        if not self.cloud_batch:
+            return list(await asyncio.gather(*(self._job(job, decision) for job, decision in routed)))
+        batched = [i for i, (_, d) in enumerate(routed) if d.target == "cloud"]
+        direct = [i for i in range(len(routed)) if i not in set(batched)]
+        results = await asyncio.gather(
+            asyncio.gather(*(self._job(*routed[i]) for i in direct)),
+            self._batch([routed[i] for i in batched]),
+        )
+        by_index = dict(zip(direct, results[0])) | dict(zip(batched, results[1]))
+        return [by_index[i] for i in range(len(routed))]
 
     # ------------------------------------------------------------ one job
 
@@ -184,6 +199,8 @@ class Dispatcher:
                 verdict = self._verdict(job, completion)
                 if verdict.ok:
                     self._accept(outcome, key, tier, number, completion, verdict)
+                    if tier.lane == "local" and self._shadowed(job):
+                        await self._shadow(outcome, key, number + 1)
                     self._emit(outcome)
                     return outcome
                 last_row = self._record(outcome, key, tier, number, "invalid", verdict.reason, completion,
@@ -198,6 +215,78 @@ class Dispatcher:
             outcome.attempts[-1] = replace(outcome.attempts[-1], final=True)
         self._emit(outcome)
         return outcome
+
+    def _shadowed(self, job: Job) -> bool:
+        """A stable share of local answers is also asked of the cloud (same job, same choice)."""
+        if self.shadow_rate <= 0 or not self.lanes.cloud_ready:
+            return False
+        draw = int(hashlib.sha256(job.input_hash.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        return draw < self.shadow_rate
+
+    async def _shadow(self, outcome: Outcome, key: str, number: int) -> None:
+        """Ask the cloud too and record its answer beside the local one; the user keeps the local answer."""
+        job = outcome.job
+        tier = Tier("cloud", self.lanes.cloud, self._models(job)[1], 1, self.settings.cloud.effort_escalated)
+        try:
+            completion = await self._call(tier, self._request(job, tier, ()))
+        except BackendError as exc:
+            self._record(outcome, key, tier, number, "error", f"shadow: {exc.reason}", None)
+            return
+        verdict = self._verdict(job, completion)
+        self._record(outcome, key, tier, number, "ok" if verdict.ok else "invalid",
+                     "shadow" if verdict.ok else f"shadow: {verdict.reason}", completion,
+                     fallback=verdict.fallback, answer=verdict.text if verdict.ok else None, shadow=True)
+
+    async def _batch(self, routed: Sequence[tuple[Job, Decision]]) -> list[Outcome]:
+        """Cloud-routed jobs through the Message Batches API: half price, answers within 24 h.
+
+        Results are validated and recorded like any answer; a failed result is a failed job
+        (nothing escalates further from a batch).
+        """
+        from ollama_dist.backends.claude import ClaudeBackend
+        from ollama_dist.backends.claude_batch import run_batch
+
+        outcomes = [Outcome(job, decision) for job, decision in routed]
+        pending: list[tuple[str, Outcome, str, Tier, Request]] = []
+        for i, outcome in enumerate(outcomes):
+            key = models_key(*self._models(outcome.job))
+            hit = self.ledger.cached(outcome.job.task.fingerprint(), outcome.job.input_hash, key)
+            if hit is not None and self._reuse(outcome, hit, key):
+                self._emit(outcome)
+                continue
+            tier = self._ladder(outcome.job, outcome.decision)[0]
+            pending.append((f"job-{i}", outcome, key, tier, self._request(outcome.job, tier, ())))
+        if not pending:
+            return outcomes
+        backend = self.lanes.cloud
+        if not isinstance(backend, ClaudeBackend):
+            raise TypeError("--cloud-batch needs the Claude backend")
+        results: dict[str, object]
+        try:
+            results = dict(await run_batch(backend, [(cid, req) for cid, _, _, _, req in pending],
+                                           first_poll_s=self.batch_poll_s))
+        except BackendError as exc:
+            results = {cid: exc for cid, *_ in pending}
+        for cid, outcome, key, tier, _ in pending:
+            result = results[cid]
+            if isinstance(result, BackendError):
+                row = self._record(outcome, key, tier, 1, "error", result.reason, None, backend="claude-batch")
+                outcome.reason = f"cloud batch {tier.model}: {result.reason}: {result.message}"
+            else:
+                assert isinstance(result, Completion)
+                completion = result.model_copy(update={"backend": "claude-batch"})
+                verdict = self._verdict(outcome.job, completion)
+                if verdict.ok:
+                    self._accept(outcome, key, tier, 1, completion, verdict, batch=True)
+                    self._emit(outcome)
+                    continue
+                row = self._record(outcome, key, tier, 1, "invalid", verdict.reason, completion,
+                                   fallback=verdict.fallback, batch=True)
+                outcome.reason = f"cloud batch {completion.model}: invalid: {verdict.reason}"
+            self.ledger.mark_final(row)
+            outcome.attempts[-1] = replace(outcome.attempts[-1], final=True)
+            self._emit(outcome)
+        return outcomes
 
     @staticmethod
     def _verdict(job: Job, completion: Completion) -> Verdict:
@@ -266,35 +355,37 @@ class Dispatcher:
         return True
 
     def _accept(self, outcome: Outcome, key: str, tier: Tier, number: int, completion: Completion,
-                verdict: Verdict) -> None:
+                verdict: Verdict, *, batch: bool = False) -> None:
         job = outcome.job
         target = job.write_path or run_output_path(self.run_ctx.out_dir, job)
         write_atomic(target, verdict.text)
         self._record(outcome, key, tier, number, "ok", None, completion, fallback=verdict.fallback, final=True,
-                     output_path=str(target), output_hash=digest(verdict.text), answer=verdict.text)
+                     output_path=str(target), output_hash=digest(verdict.text), answer=verdict.text, batch=batch)
         outcome.status, outcome.output_path, outcome.value = "ok", str(target), verdict.value
 
     def _record(self, outcome: Outcome, key: str, tier: Tier, number: int, result: str, reason: str | None,
                 completion: Completion | None, *, fallback: str | None = None, final: bool = False,
                 latency: float = 0.0, output_path: str | None = None, output_hash: str | None = None,
-                answer: str | None = None) -> int:
+                answer: str | None = None, batch: bool = False, shadow: bool = False,
+                backend: str | None = None) -> int:
         usage = Usage()
         cost = baseline = 0.0
         if completion is not None:
             usage = Usage(completion.input_tokens, completion.output_tokens,
                           completion.cache_creation_tokens, completion.cache_read_tokens)
-            cost = self.prices.cost(completion.model, usage)
-            if result == "ok":
+            cost = self.prices.cost(completion.model, usage, batch=batch)
+            if result == "ok" and not shadow:
                 baseline = self.prices.baseline(self._models(outcome.job)[2], usage)
         attempt = self._attempt(
-            outcome, key, lane=tier.lane, backend=completion.backend if completion else tier.backend.name,
+            outcome, key, lane=tier.lane,
+            backend=backend or (completion.backend if completion else tier.backend.name),
             model=completion.model if completion else tier.model, number=number, result=result, reason=reason,
             final=final, baseline=baseline, output_path=output_path, output_hash=output_hash,
             fallback=fallback, usage=usage, cost=cost,
             latency=completion.latency_s if completion else latency,
             host=completion.host if completion else None, answer=answer,
         )
-        outcome.attempts.append(attempt)
+        (outcome.shadow if shadow else outcome.attempts).append(attempt)
         return self.ledger.record(attempt)
 
     def _attempt(self, outcome: Outcome, key: str, *, lane: str, backend: str, model: str, number: int,

@@ -148,7 +148,7 @@ class Ledger:
         row = self._db.execute(
             "SELECT job_id, model, backend, output_path, output_hash, baseline_cost_usd, input_tokens, "
             "output_tokens FROM attempts WHERE task_fingerprint = ? AND input_hash = ? AND models_key = ? "
-            "AND outcome = 'ok' ORDER BY id DESC LIMIT 1",
+            "AND outcome = 'ok' AND final = 1 ORDER BY id DESC LIMIT 1",
             (task_fingerprint, input_hash, models_key),
         ).fetchone()
         return CachedAnswer(*row) if row else None

@@ -151,6 +151,8 @@ def find_task_files(paths: Iterable[Path]) -> list[Path]:
 
 
 def _skipped(path: Path, top: Path) -> bool:
+    if path.name == "ollama-dist.yaml":  # the project's config file, not a task
+        return True
     rel = path.relative_to(top).parts
     return any(part.startswith(".") or part in ("out", "node_modules") for part in rel[:-1])
 

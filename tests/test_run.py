@@ -249,3 +249,43 @@ def test_an_answer_cut_off_at_max_tokens_is_never_accepted(world: dict[str, Any]
     rows = ledger_rows(world["home"], data["run_id"])
     assert [r["outcome"] for r in rows[:2]] == ["invalid", "invalid"]
     assert "cut off at max_tokens" in rows[0]["reason"] and rows[-1]["lane"] == "cloud"
+
+
+def test_shadow_runs_ask_the_cloud_too_and_keep_the_local_answer(world: dict[str, Any]) -> None:
+    world["ollama"].script([json.dumps({"city": "Local"})] * 4)
+    world["claude"].answer("*", [json.dumps({"city": "Cloud"})] * 4)
+    code, data, _ = run_json(str(task_file(Path("t"), count=4)), "--shadow", "1.0")
+    assert code == 0
+    for job in data["jobs"]:
+        assert job["actual_model"] == "gemma3:270m" and job["escalated"] is False
+        assert json.loads(Path(job["output"]).read_text()) == {"city": "Local"}
+        assert [s["outcome"] for s in job["shadow"]] == ["ok"]
+    rows = ledger_rows(world["home"], data["run_id"])
+    shadow = [r for r in rows if r["reason"] == "shadow"]
+    assert len(shadow) == 4 and all(r["lane"] == "cloud" and r["final"] == 0 for r in shadow)
+    assert all(r["baseline_cost_usd"] == 0 for r in shadow)
+    # a shadow answer is never served as a cached answer: the local one is
+    code, again, _ = run_json(str(task_file(Path("t"), count=4)))
+    assert all(j["cache_hit"] and j["actual_model"] == "gemma3:270m" for j in again["jobs"])
+
+
+def test_cloud_batch_sends_cloud_jobs_through_the_batches_api(world: dict[str, Any]) -> None:
+    Path("ollama-dist.yaml").write_text("ollama: {embedded: false}\ncloud: {batch_poll_s: 0.05}\n")
+    for i in range(3):
+        Path(f"why{i}.yaml").write_text(f"name: why{i}\nprompt: Why does design {i} trade latency for safety?\n")
+    world["ollama"].script([json.dumps({"city": "A"})])
+    task_file(Path("t"))
+    code, data, err = run_json(".", "--cloud-batch")
+    assert code == 0, err
+    assert len(world["claude"].calls("/v1/messages/batches")) == 1
+    assert world["claude"].calls("/v1/messages") == []
+    cloud = [j for j in data["jobs"] if j["routed_to"] == "cloud"]
+    assert len(cloud) == 3 and all(j["status"] == "ok" for j in cloud)
+    rows = [r for r in ledger_rows(world["home"], data["run_id"]) if r["lane"] == "cloud"]
+    assert all(r["backend"] == "claude-batch" for r in rows)
+    # half price: the batch cost is half of what the same tokens cost on the Messages API
+    from ollama_dist.pricing import PriceTable, Usage
+
+    r = rows[0]
+    full = PriceTable.load().cost(r["model"], Usage(r["input_tokens"], r["output_tokens"]))
+    assert r["cost_usd"] == pytest.approx(full / 2)
