@@ -81,6 +81,11 @@ def run(
     batch_id: Annotated[str | None, typer.Option("--batch-id", metavar="NAME", help=(
         "Unattended run (cron, CI): no prompts, colour or progress; exits 75 at once while another run "
         "of batch NAME holds its lock; a log in the home's logs/ folder."))] = None,
+    shadow: Annotated[float, typer.Option("--shadow", min=0.0, max=1.0, metavar="RATE", help=(
+        "Also ask the cloud for this share of local answers, to build a replay set (the user keeps "
+        "the local answer)."))] = 0.0,
+    cloud_batch: Annotated[bool, typer.Option("--cloud-batch", help=(
+        "Send cloud-routed jobs through the Message Batches API: half price, answers within 24 h."))] = False,
 ) -> None:
     """Run the jobs: local ones on Ollama, the rest on Claude; validate, escalate, record."""
     import asyncio
@@ -115,7 +120,8 @@ def run(
 
     try:
         report = asyncio.run(api.run_async(paths, root=root, settings=settings, session=session,
-                                           dry_run=dry_run, on_start=started, on_event=finished))
+                                           dry_run=dry_run, on_start=started, on_event=finished,
+                                           batch_id=batch_id, shadow_rate=shadow, cloud_batch=cloud_batch))
     finally:
         if progress is not None:
             progress.__exit__(None, None, None)
