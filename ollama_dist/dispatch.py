@@ -329,7 +329,7 @@ class Dispatcher:
             model=tier.model, system=task.system,
             messages=(Message(role="user", content=job.prompt), *history),
             max_tokens=task.max_tokens, temperature=task.temperature, timeout_s=task.timeout_s,
-            output_format=task.output.format, schema=schema, effort=tier.effort,
+            output_format=task.output.format, schema_=schema, effort=tier.effort,
         )
 
     # ------------------------------------------------------------ bookkeeping

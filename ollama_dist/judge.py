@@ -107,7 +107,7 @@ def request(item: ReplayItem, model: str, candidate_first: bool) -> Request:
     first, second = (candidate, reference) if candidate_first else (reference, candidate)
     text = f"<request>\n{_clip(item.prompt)}\n</request>\n\n{first}\n\n{second}"
     return Request(model=model, system=SYSTEM, messages=(Message(role="user", content=text),),
-                   max_tokens=1024, output_format="json", schema=JUDGE_SCHEMA, timeout_s=120.0)
+                   max_tokens=1024, output_format="json", schema_=JUDGE_SCHEMA, timeout_s=120.0)
 
 
 async def judge(items: Sequence[ReplayItem], backend: Backend, model: str, *, concurrency: int = 4,
@@ -117,7 +117,7 @@ async def judge(items: Sequence[ReplayItem], backend: Backend, model: str, *, co
     rng = random.Random(seed)
     orders = [rng.random() < 0.5 for _ in items]
     gate = asyncio.Semaphore(max(1, concurrency))
-    spec = OutputSpec(format="json", schema=JUDGE_SCHEMA)
+    spec = OutputSpec(format="json", schema_=JUDGE_SCHEMA)
 
     async def one(item: ReplayItem, candidate_first: bool) -> Judgement:
         async with gate:

@@ -7,6 +7,7 @@ easy task sent to Claude costs cents), so when in doubt the answer is cloud.
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
 from collections.abc import Mapping
@@ -97,9 +98,8 @@ class _Pattern:
 def _prefixes(pattern: str) -> tuple[str, ...] | None:
     """Literal strings one of which every match starts with; None when unknown."""
     try:
-        from re import _parser  # the stdlib's own parser; any surprise just disables the pre-check
-
-        found = _literal_starts(list(_parser.parse(pattern)))
+        parser = importlib.import_module("re._parser")  # the stdlib's own; a surprise disables the pre-check
+        found = _literal_starts(list(parser.parse(pattern)), parser)
     except Exception:  # noqa: BLE001 - an optimisation, never a failure
         return None
     if not found or any(len(f) < 2 for f in found):
@@ -107,9 +107,7 @@ def _prefixes(pattern: str) -> tuple[str, ...] | None:
     return tuple(found)
 
 
-def _literal_starts(items: list[Any]) -> list[str] | None:
-    from re import _parser
-
+def _literal_starts(items: list[Any], _parser: Any) -> list[str] | None:
     out = [""]
     for op, arg in items:
         if op is _parser.AT:
@@ -121,7 +119,7 @@ def _literal_starts(items: list[Any]) -> list[str] | None:
             branches = [list(arg[3])] if op is _parser.SUBPATTERN else [list(b) for b in arg[1]]
             tails: list[str] = []
             for branch in branches:
-                sub = _literal_starts(branch)
+                sub = _literal_starts(branch, _parser)
                 if not sub:
                     return out if out != [""] else None
                 tails.extend(sub)

@@ -63,7 +63,7 @@ class Output(_Strict):
     language: str | None = None
 
     def spec(self) -> OutputSpec:
-        return OutputSpec(format=self.format, schema=self.schema_, pattern=self.pattern, language=self.language)
+        return OutputSpec(format=self.format, schema_=self.schema_, pattern=self.pattern, language=self.language)
 
 
 class Models(_Strict):
