@@ -40,8 +40,8 @@ IN_PRICE, OUT_PRICE = 3e-6, 15e-6  # the baseline (Sonnet-like) per token
 HAIKU = 1 / 3  # escalation model cost relative to the baseline
 
 
-def attempts(rows: int, seed: int = 0) -> Iterator[tuple[object, ...]]:
-    """`rows` ledger rows as tuples in ATTEMPT_COLUMNS order (and, as a side channel, runs)."""
+def attempts(rows: int, runs: list[tuple[str, str, float]], seed: int = 0) -> Iterator[tuple[object, ...]]:
+    """`rows` ledger rows as tuples in ATTEMPT_COLUMNS order; each run started is appended to `runs`."""
     rnd = random.Random(seed)
     now = time.time()
     start = now - DAYS * 86400
@@ -59,7 +59,7 @@ def attempts(rows: int, seed: int = 0) -> Iterator[tuple[object, ...]]:
     while made < rows:
         run += 1
         run_id, session = f"run-{run:06d}", f"session-{run // 3:06d}"
-        RUNS.append((run_id, session, ts))
+        runs.append((run_id, session, ts))
         for j in range(rnd.randint(50, 400)):
             ts += step
             task = rnd.choice(TASKS)
@@ -119,9 +119,6 @@ def local_job(rnd: random.Random, mk: Callable[..., tuple[object, ...]], baselin
     return [mk("local", outcome, 1, reason=reason, used=False), mk("cloud", "ok", 2, **cloud_ok)]
 
 
-RUNS: list[tuple[str, str, float]] = []
-
-
 def build(path: Path, rows: int) -> float:
     """Create the ledger at `path` with `rows` attempts; returns the seconds it took."""
     started = time.perf_counter()
@@ -135,11 +132,12 @@ def build(path: Path, rows: int) -> float:
     db.execute("BEGIN")
     for sql in indexes:  # rebuilt below from the same statements: a bulk build is much faster
         db.execute("DROP INDEX " + sql.split()[2])
-    db.executemany(f"INSERT INTO attempts ({', '.join(ATTEMPT_COLUMNS)}) VALUES ({marks})", attempts(rows))
-    db.executemany("INSERT INTO runs (run_id, session, started_at, finished_at, root, jobs) VALUES (?, ?, ?, ?, '/', 0)",
-                   ((r, s, t, t + 60) for r, s, t in RUNS))
+    runs: list[tuple[str, str, float]] = []
+    db.executemany(f"INSERT INTO attempts ({', '.join(ATTEMPT_COLUMNS)}) VALUES ({marks})", attempts(rows, runs))
+    db.executemany("INSERT INTO runs (run_id, session, started_at, finished_at, root, jobs) "
+                   "VALUES (?, ?, ?, ?, '/', 0)", ((r, s, t, t + 60) for r, s, t in runs))
     db.executemany("INSERT INTO breaker_events (run_id, ts, state, reason) VALUES (?, ?, 'open', ?)",
-                   ((r, t + 30, "p95 41.0s > 30s") for r, _, t in RUNS[::7]))
+                   ((r, t + 30, "p95 41.0s > 30s") for r, _, t in runs[::7]))
     for sql in indexes:
         db.execute(sql)
     db.execute("COMMIT")

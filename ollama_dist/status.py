@@ -404,7 +404,8 @@ def escalation_reasons(conn: sqlite3.Connection, scope: Scope) -> dict[str, int]
         "  SELECT CASE WHEN l.outcome = 'invalid' THEN 'invalid' ELSE COALESCE(l.reason, l.outcome) END"
         "  FROM attempts AS l INDEXED BY attempts_left_local WHERE l.lane = 'local' AND l.outcome != 'ok'"
         "  AND l.run_id = e.run_id AND l.job_id = e.job_id ORDER BY l.attempt DESC LIMIT 1"
-        f") AS why FROM attempts AS e{scope.index_hint() or ' INDEXED BY attempts_escalated'} WHERE e.final = 1 AND e.routed_to = 'local' "
+        f") AS why FROM attempts AS e{scope.index_hint() or ' INDEXED BY attempts_escalated'} "
+        "WHERE e.final = 1 AND e.routed_to = 'local' "
         f"AND e.lane = 'cloud' AND e.outcome != 'cache_hit' AND {where} ORDER BY 1) GROUP BY 1",
         params).fetchall()
     return {str(reason): int(n) for reason, n in rows}
@@ -496,19 +497,23 @@ def warnings(status: RouterStatus, recent_days: tuple[Day, ...]) -> list[str]:
         before, after, span = rising
         found.append(f"escalation rate rising: {before:.0%} -> {after:.0%} over the last {span} days; "
                      "see the reasons above and check `ollama-dist ollama status`")
-    for task, c in sorted(status.tasks.items()):
-        if c.local_answers >= MIN_TASK_SAMPLES and c.local_invalid * 2 > c.local_answers:
-            found.append(f"task {task}: {c.local_invalid} of {c.local_answers} local answers were invalid; "
-                         "set `kind: reasoning` in its task file to send it to Claude directly")
-        if c.routed_cloud >= MIN_TASK_SAMPLES and c.routed_local == 0 and c.failed == 0:
-            found.append(f"task {task}: all {c.routed_cloud} jobs went to Claude and none failed; if it is "
-                         "routine work, try `kind: deterministic` to run it locally")
+    failing = [(task, c) for task, c in sorted(status.tasks.items())
+               if c.local_answers >= MIN_TASK_SAMPLES and c.local_invalid * 2 > c.local_answers]
+    for task, c in failing:
+        found.append(f"task {task}: {c.local_invalid:,} of {c.local_answers:,} local answers were invalid; "
+                     "set `kind: reasoning` in its task file to send it to Claude directly")
+    cloud_only = [f"{task} ({c.routed_cloud:,})" for task, c in sorted(status.tasks.items())
+                  if c.routed_cloud >= MIN_TASK_SAMPLES and c.routed_local == 0 and c.failed == 0]
+    if cloud_only:
+        shown = ", ".join(cloud_only[:5]) + (f" and {len(cloud_only) - 5} more" if len(cloud_only) > 5 else "")
+        found.append(f"every job of task(s) {shown} went to Claude and none failed: if the work is routine, "
+                     "try `kind: deterministic` to run it locally")
     reasons = status.escalation_reasons
     if reasons.get("unreachable"):
-        found.append(f"{reasons['unreachable']} job(s) escalated because Ollama was unreachable: "
+        found.append(f"{reasons['unreachable']:,} job(s) escalated because Ollama was unreachable: "
                      "start it with `ollama-dist ollama on`")
     if reasons.get("model_missing"):
-        found.append(f"{reasons['model_missing']} job(s) escalated because the local model is missing: "
+        found.append(f"{reasons['model_missing']:,} job(s) escalated because the local model is missing: "
                      "see `ollama-dist ollama status` for the `ollama pull` to run")
     if status.breaker.state == "open":
         found.append("the latency breaker is open: local-bound jobs go to Claude until it cools down")

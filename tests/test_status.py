@@ -220,7 +220,7 @@ def test_task_warnings(book: Book) -> None:
     _, data, _ = status_json()
     warnings = "\n".join(data["warnings"])
     assert "task flaky: 12 of 12 local answers were invalid" in warnings and "kind: reasoning" in warnings
-    assert "task always-cloud: all 6 jobs went to Claude" in warnings and "kind: deterministic" in warnings
+    assert "every job of task(s) always-cloud (6) went to Claude" in warnings and "kind: deterministic" in warnings
     assert "task fine" not in warnings and "rising" not in warnings
 
 
