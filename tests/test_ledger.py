@@ -48,7 +48,7 @@ def test_cache_lookup_matches_task_input_and_models(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "l.db")
     ledger.record(attempt(outcome="invalid"))
     assert ledger.cached("f", "h", "m") is None
-    ledger.record(attempt(output_path="/x", output_hash="abc"))
+    ledger.record(attempt(output_path="/x", output_hash="abc", final=True))
     hit = ledger.cached("f", "h", "m")
     assert hit is not None and hit.output_path == "/x"
     assert ledger.cached("f", "h", "other-models") is None
