@@ -37,6 +37,7 @@ from ollama_dist.errors import InputError
 
 if TYPE_CHECKING:
     import sqlite3
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     from ollama_dist.config import Settings
 
@@ -330,8 +331,8 @@ class _Background:
         self.conn, self.scope, self.window_s = conn, scope, window_s
         files = [row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main"]
         self.path = files[0] if files and files[0] and scope.kind != "session" else None
-        self._pool: Any = None
-        self._future: Any = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._future: Future[int] | None = None
 
     def __enter__(self) -> _Background:
         if self.path is not None:
@@ -356,7 +357,7 @@ class _Background:
 
     def result(self) -> int:
         if self._future is not None:
-            return int(self._future.result())
+            return self._future.result()
         return rework(self.conn, self.scope, window_s=self.window_s)
 
 

@@ -11,8 +11,8 @@ settings, or `console`, printed on stderr). No ollama-dist setting is involved.
 One span per attempt, named `chat {model}`, with the GenAI semantic-convention attributes
 (gen_ai.operation.name, gen_ai.provider.name, gen_ai.request.model,
 gen_ai.response.model, gen_ai.usage.input_tokens, gen_ai.usage.output_tokens, error.type)
-plus routing.lane, routing.routed_to, routing.escalated, routing.outcome and the job's
-identity; attempts that called no model (a cache hit, a breaker skip) carry the routing
+plus routing.lane, routing.routed_to, routing.escalated, routing.outcome, routing.shadow
+(a `run --shadow` comparison call) and the job's identity; attempts that called no model (a cache hit, a breaker skip) carry the routing
 attributes only. The attempt spans are children of one `ollama-dist run` span.
 """
 
@@ -50,7 +50,9 @@ def provider_name(backend: str) -> str:
     """gen_ai.provider.name for a ledger backend: claude -> anthropic, ollama -> ollama,
     openai_compat:URL -> openai (the protocol spoken), embedded -> llama_cpp."""
     base = backend.split("+", 1)[0].split(":", 1)[0]
-    return {"claude": "anthropic", "openai_compat": "openai", "embedded": "llama_cpp"}.get(base, base)
+    if base.startswith("claude"):  # claude, claude-batch
+        return "anthropic"
+    return {"openai_compat": "openai", "embedded": "llama_cpp"}.get(base, base)
 
 
 def attempt_span(row: Mapping[str, Any]) -> SpanRecord:
@@ -58,10 +60,12 @@ def attempt_span(row: Mapping[str, Any]) -> SpanRecord:
     model = str(row["model"])
     end_ns = int(float(row["ts"]) * 1e9)
     start_ns = end_ns - int(float(row["latency_s"] or 0.0) * 1e9)
+    shadow = str(row["reason"] or "").startswith("shadow")  # `run --shadow`: asked for comparison only
     attributes: dict[str, AttributeValue] = {
         "routing.lane": str(row["lane"]),
         "routing.routed_to": str(row["routed_to"]),
-        "routing.escalated": row["routed_to"] == "local" and row["lane"] == "cloud",
+        "routing.escalated": row["routed_to"] == "local" and row["lane"] == "cloud" and not shadow,
+        "routing.shadow": shadow,
         "routing.outcome": outcome,
         "routing.attempt": int(row["attempt"]),
         "routing.final": bool(row["final"]),

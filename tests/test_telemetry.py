@@ -124,8 +124,9 @@ def row(**kw: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("backend", "provider"), [("ollama", "ollama"), ("claude", "anthropic"),
                                                    ("openai_compat:http://h:8000/v1", "openai"),
-                                                   ("embedded", "llama_cpp"), ("ollama+embedded", "ollama")],
-                         ids=["ollama", "claude", "openai-compat", "embedded", "fallback-chain"])
+                                                   ("embedded", "llama_cpp"), ("ollama+embedded", "ollama"),
+                                                   ("claude-batch", "anthropic")],
+                         ids=["ollama", "claude", "openai-compat", "embedded", "fallback-chain", "claude-batch"])
 def test_provider_names(backend: str, provider: str) -> None:
     assert telemetry.provider_name(backend) == provider
 
@@ -140,6 +141,8 @@ def test_errors_skips_and_cache_hits() -> None:
     assert skipped.attributes["routing.reason"] == "breaker_open"
     cloud = telemetry.attempt_span(row(lane="cloud", backend="claude", model="claude-haiku-5-5"))
     assert cloud.attributes["routing.escalated"] is True and cloud.attributes["gen_ai.provider.name"] == "anthropic"
+    shadow = telemetry.attempt_span(row(lane="cloud", backend="claude", attempt=2, final=0, reason="shadow"))
+    assert shadow.attributes["routing.escalated"] is False and shadow.attributes["routing.shadow"] is True
 
 
 def test_the_run_is_read_through_the_session_index(escalated_run: tuple[Ledger, str]) -> None:
