@@ -114,7 +114,8 @@ def resolve_scope(conn: sqlite3.Connection | None, *, session: str | None = None
     if current:
         return Scope("session", session=current, label=f"current session {current}")
     latest = _latest_session(conn) if conn is not None else None
-    return Scope("session", session=latest, label=f"latest session {latest}" if latest else "no session yet")
+    label = f"latest session {latest}" if latest else "the latest session (none yet)"
+    return Scope("session", session=latest, label=label)
 
 
 def _latest_session(conn: sqlite3.Connection) -> str | None:
