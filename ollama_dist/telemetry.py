@@ -13,7 +13,8 @@ One span per attempt, named `chat {model}`, with the GenAI semantic-convention a
 gen_ai.response.model, gen_ai.usage.input_tokens, gen_ai.usage.output_tokens, error.type)
 plus routing.lane, routing.routed_to, routing.escalated, routing.outcome, routing.shadow
 (a `run --shadow` comparison call) and the job's identity; attempts that called no model
-(a cache hit, a breaker skip) carry the routing attributes only. The attempt spans are children of one `ollama-dist run` span.
+(a cache hit, a breaker skip) carry the routing attributes only. The attempt spans are
+children of one `ollama-dist run` span.
 """
 
 from __future__ import annotations
