@@ -81,11 +81,9 @@ class RunReport:
         baseline = sum(a.baseline_cost_usd for a in attempts)
         escalations: dict[str, int] = {}
         for o in self.outcomes:
-            if o.escalated:
-                why = next((a.reason or a.outcome for a in o.attempts if a.lane == "local"), "unknown")
-                word = why.split(":")[0] if o.attempts and why else "unknown"
-                key = "invalid" if any(a.outcome == "invalid" and a.lane == "local" for a in o.attempts) else word
-                escalations[key] = escalations.get(key, 0) + 1
+            reason = o.escalation_reason
+            if reason is not None:
+                escalations[reason] = escalations.get(reason, 0) + 1
         return {
             "jobs": len(self.outcomes),
             "ok": sum(o.status == "ok" for o in self.outcomes),
@@ -234,6 +232,9 @@ async def run_async(
         finally:
             await _close(lanes)
             ledger.finish_run(run_id, report.exit_code)
+            from ollama_dist import telemetry
+
+            telemetry.export_run(ledger.connection, run_id)  # nothing unless OpenTelemetry is set up
         if settings.cloud.api_key is None and any(o.status == "failed" and any(
                 a.reason == "auth" for a in o.attempts) for o in report.outcomes):
             report.notes.append("jobs that need Claude failed: set ANTHROPIC_API_KEY to let them run "

@@ -76,7 +76,20 @@ class Outcome:
 
     @property
     def escalated(self) -> bool:
-        return self.decision.target == "local" and any(a.lane == "cloud" for a in self.attempts)
+        """Routed local, answered (or last tried) on the cloud in this run."""
+        return (self.decision.target == "local" and not self.cache_hit
+                and any(a.lane == "cloud" for a in self.attempts))
+
+    @property
+    def escalation_reason(self) -> str | None:
+        """Why the job left the local lane: the outcome of its last local attempt."""
+        if not self.escalated:
+            return None
+        local = [a for a in self.attempts if a.lane == "local"]
+        if not local:
+            return "no_local_backend"
+        last = local[-1]
+        return "invalid" if last.outcome == "invalid" else (last.reason or last.outcome)
 
     @property
     def answered_locally(self) -> bool:

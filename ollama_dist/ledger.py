@@ -160,8 +160,8 @@ class Ledger:
             return {}
         marks = ", ".join("?" for _ in names)
         rows = self._db.execute(
-            f"SELECT task, COUNT(DISTINCT run_id || job_id), "
-            f"COUNT(DISTINCT CASE WHEN outcome IN ('invalid') AND attempt >= 2 THEN run_id || job_id END) "
+            f"SELECT task, COUNT(DISTINCT run_id || '/' || job_id), "
+            f"COUNT(DISTINCT CASE WHEN outcome = 'invalid' AND attempt >= 2 THEN run_id || '/' || job_id END) "
             f"FROM attempts WHERE lane = 'local' AND outcome != 'skipped' AND task IN ({marks}) GROUP BY task",
             names,
         ).fetchall()

@@ -78,4 +78,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX attempts_answers ON attempts (task, input_hash, ts, run_id)
             WHERE final = 1 AND outcome != 'cache_hit';
     """),
+    ("0004_attempts_by_run", """
+        CREATE INDEX attempts_run ON attempts (run_id, id);
+    """),
 ]
