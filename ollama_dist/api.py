@@ -19,7 +19,7 @@ from ollama_dist.lanes import Lanes
 from ollama_dist.errors import EXIT_INTERRUPTED, EXIT_JOB_FAILED, EXIT_OK
 from ollama_dist.ledger import Ledger
 from ollama_dist.pricing import PriceTable, Usage
-from ollama_dist.router import Decision, Router, TaskHistory
+from ollama_dist.router import Decision, Router, TaskHistory, estimate_tokens
 from ollama_dist.tasks import Job, load_jobs
 
 
@@ -55,6 +55,33 @@ def route(
     router = Router(settings.router)
     history = history or {}
     return [Routed(job, router.decide(job, history.get(job.task.name))) for job in load_jobs(paths, root)]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a job would send, and the most it could cost if it went to Claude."""
+
+    routed: Routed
+    input_tokens: int
+    max_output_tokens: int
+    cloud_cost_usd_at_most: float
+
+    def as_json(self) -> dict[str, object]:
+        return {**self.routed.as_json(), "estimate": {
+            "input_tokens": self.input_tokens, "max_output_tokens": self.max_output_tokens,
+            "cloud_cost_usd_at_most": self.cloud_cost_usd_at_most}}
+
+
+def estimate(routed: Sequence[Routed], settings: Settings) -> list[Estimate]:
+    """`--dry-run`: token and cost estimates, with no model called."""
+    prices = PriceTable.load(settings.prices)
+    out = []
+    for r in routed:
+        task = r.job.task
+        tokens = estimate_tokens((task.system or "") + r.job.prompt)
+        model = task.models.cloud or settings.models.cloud
+        out.append(Estimate(r, tokens, task.max_tokens, prices.cost(model, Usage(tokens, task.max_tokens))))
+    return out
 
 
 # ---------------------------------------------------------------------- run

@@ -92,8 +92,6 @@ def run(
 
     from ollama_dist import api, lock, render
     from ollama_dist.config import load_settings
-    from ollama_dist.pricing import PriceTable, Usage
-    from ollama_dist.router import estimate_tokens
 
     settings = load_settings()
     batch = ctx.with_resource(lock.acquire(settings.home, batch_id)) if batch_id else None
@@ -129,20 +127,11 @@ def run(
         batch.log(json.dumps(report.as_json(), indent=2, default=str), *(f"note: {n}" for n in report.notes),
                   f"exit code {report.exit_code}")
     if dry_run:
-        prices = PriceTable.load(settings.prices)
-
-        def estimate(r: api.Routed) -> tuple[int, int, float]:
-            tokens = estimate_tokens((r.job.task.system or "") + r.job.prompt)
-            model = r.job.task.models.cloud or settings.models.cloud
-            return tokens, r.job.task.max_tokens, prices.cost(model, Usage(tokens, r.job.task.max_tokens))
-
+        estimates = api.estimate([api.Routed(o.job, o.decision) for o in report.outcomes], settings)
         if as_json:
-            _print_json([{**api.Routed(o.job, o.decision).as_json(), "estimate": dict(zip(
-                ("input_tokens", "max_output_tokens", "cloud_cost_usd_at_most"),
-                estimate(api.Routed(o.job, o.decision))))} for o in report.outcomes])
+            _print_json([e.as_json() for e in estimates])
         elif not quiet:
-            console().print(render.dry_run_table([api.Routed(o.job, o.decision) for o in report.outcomes],
-                                                 estimate))
+            console().print(render.dry_run_table(estimates))
         return
     if as_json:
         _print_json(report.as_json())

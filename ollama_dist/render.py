@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ollama_dist.api import Routed, RunReport
+from ollama_dist.api import Estimate, Routed, RunReport
 from ollama_dist.dispatch import Event
+
+if TYPE_CHECKING:
+    from ollama_dist.evaluate import Calibration, EvalReport, Setting
+    from ollama_dist.judge import JudgeReport
+    from ollama_dist.server import HostReport
+    from ollama_dist.status import Day, RouterStatus
 
 
 def route_table(routed: Sequence[Routed]) -> Table:
@@ -79,18 +86,17 @@ def summary_table(report: RunReport) -> Table:
     return table
 
 
-def dry_run_table(routed: Sequence[Routed], estimate: Callable[[Routed], tuple[int, int, float]]) -> Table:
+def dry_run_table(estimates: Sequence[Estimate]) -> Table:
     table = Table(title="dry run: nothing was sent")
     table.add_column("job", overflow="fold")
     table.add_column("target")
     table.add_column("~tokens in", justify="right")
     table.add_column("max out", justify="right")
     table.add_column("cloud cost at most", justify="right")
-    total = 0.0
-    for r in routed:
-        tokens_in, max_out, cost = estimate(r)
-        total += cost
-        table.add_row(r.job.id, r.decision.target, f"{tokens_in:,}", f"{max_out:,}", _money(cost))
+    for e in estimates:
+        table.add_row(e.routed.job.id, e.routed.decision.target, f"{e.input_tokens:,}", f"{e.max_output_tokens:,}",
+                      _money(e.cloud_cost_usd_at_most))
+    total = sum(e.cloud_cost_usd_at_most for e in estimates)
     table.caption = f"if every job went to Claude: at most {_money(total)}"
     return table
 
@@ -134,9 +140,6 @@ class Progress:
 
 # ---------------------------------------------------------------- eval and calibrate (replay sets)
 
-from ollama_dist.evaluate import Calibration, EvalReport, Setting  # noqa: E402
-from ollama_dist.judge import JudgeReport  # noqa: E402
-from typing import Any  # noqa: E402
 
 
 def _pct(x: float | None) -> str:
@@ -274,11 +277,6 @@ def calibrate_table(cal: Calibration, cloud_model: str) -> Table:
 
 # ---------------------------------------------------------------- router-status and ollama status
 
-from typing import TYPE_CHECKING  # noqa: E402
-
-if TYPE_CHECKING:
-    from ollama_dist.server import HostReport
-    from ollama_dist.status import Day, RouterStatus
 
 
 def _share(x: float) -> str:
