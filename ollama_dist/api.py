@@ -53,8 +53,16 @@ def route(
     settings = settings or load_settings()
     root = (root or Path.cwd()).resolve()
     router = Router(settings.router)
-    history = history or {}
-    return [Routed(job, router.decide(job, history.get(job.task.name))) for job in load_jobs(paths, root)]
+    jobs = load_jobs(paths, root)
+    if history is None:
+        history = {}
+        if settings.ledger_path.exists():  # routing alone never creates a ledger
+            ledger = Ledger(settings.ledger_path)
+            try:
+                history = ledger.history({j.task.name for j in jobs})
+            finally:
+                ledger.close()
+    return [Routed(job, router.decide(job, history.get(job.task.name))) for job in jobs]
 
 
 @dataclass(frozen=True)

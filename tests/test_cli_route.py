@@ -91,3 +91,23 @@ def test_help_does_not_import_the_sdks() -> None:
             "print(','.join(m for m in ('anthropic', 'ollama', 'llama_cpp', 'git', 'jsonschema') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
+
+
+def test_route_reads_the_tasks_history_from_the_ledger(tmp_path: Path, isolated_home: Path) -> None:
+    from ollama_dist.ledger import Attempt, Ledger
+
+    path = tmp_path / "t.yaml"
+    path.write_text("name: notes\nprompt: Summarise the notes.\ninputs: {text: n}\n"
+                    "output: {format: json, schema: {type: object, properties: {x: {type: string}}}}\n")
+    before = json.loads(runner.invoke(app, ["route", str(path), "--json"]).stdout)[0]
+    assert before["target"] == "local"
+    assert not (isolated_home / "ledger.db").exists()
+    ledger = Ledger(isolated_home / "ledger.db")
+    for job in range(4):
+        for attempt in (1, 2):
+            ledger.record(Attempt(run_id="r", session="s", job_id=f"j{job}", task="notes", task_fingerprint="f",
+                                  input_hash="h", models_key="m", routed_to="local", lane="local",
+                                  backend="ollama", model="gemma3:270m", attempt=attempt, outcome="invalid"))
+    ledger.close()
+    after = json.loads(runner.invoke(app, ["route", str(path), "--json"]).stdout)[0]
+    assert after["target"] == "cloud" and any("history: 4/4" in r for r in after["reasons"])
