@@ -67,3 +67,31 @@ def test_kill_9_then_rerun_completes_with_no_job_answered_twice(tmp_path: Path, 
     answered = [job for job, outcome in rows if outcome == "ok"]
     assert sorted(answered) == sorted(set(answered)) and len(answered) == JOBS
     assert sorted(p.name for p in (work / "out").glob("*.json")) == sorted(f"in{i}.json" for i in range(JOBS))
+
+
+def test_two_runs_at_once_share_the_ledger(tmp_path: Path, isolated_home: Path) -> None:
+    work = Path.cwd()
+    (work / "ollama-dist.yaml").write_text("ollama: {embedded: false}\n")
+    for name in ("a", "b"):
+        folder = work / name
+        folder.mkdir()
+        for i in range(5):
+            (folder / f"in{i}.txt").write_text(f"{name} row {i}\n")
+        (folder / "t.yaml").write_text(
+            f"name: rows-{name}\nprompt: Extract the row number as JSON.\ninputs: {{files: ['in*.txt']}}\n"
+            "output: {format: json, schema: {type: object}}\n")
+    with FakeOllama(models=("gemma3:270m",), latency_s=0.05, num_parallel=2) as server:
+        env = {**os.environ, "OLLAMA_HOST": server.url, "OLLAMA_DIST_HOME": str(isolated_home)}
+        env.pop("ANTHROPIC_API_KEY", None)
+        procs = [subprocess.Popen([sys.executable, "-m", "ollama_dist.cli", "run", f"{name}/t.yaml", "--json",
+                                   "--quiet"], cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for name in ("a", "b")]
+        outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1] for o in outs]
+    reports = [json.loads(o[0]) for o in outs]
+    db = sqlite3.connect(isolated_home / "ledger.db")
+    for report in reports:
+        rows = db.execute("SELECT COUNT(*) FROM attempts WHERE run_id = ? AND outcome = 'ok'",
+                          (report["run_id"],)).fetchone()[0]
+        assert rows == 5
+    assert db.execute("SELECT COUNT(*) FROM runs WHERE exit_code = 0").fetchone()[0] == 2
