@@ -289,7 +289,7 @@ class EmbeddedBackend:
             ) from exc
         return Completion(
             text=result.text,
-            model=request.model or self._model.name,
+            model=self._model.name,  # it answers with its own GGUF, whatever model was asked for
             backend=self.name,
             lane=self.lane,
             input_tokens=result.prompt_tokens,
