@@ -1,12 +1,13 @@
 """Parse and check a model's answer: ``validate(answer, spec) -> Verdict``.
 
-Pure: no I/O; its only state is two small memos (schema checks, compiled validators).
+Pure: no I/O; its only state is two small memos in ``schema`` (schema checks, validators).
 A bad answer is a value (``Verdict(ok=False, reason=...)``), never an exception;
 ``reason`` is short and specific so it can go back to the model (see ``feedback``).
 
 Formats are read in stages and ``Verdict.fallback`` names the one that was needed:
 ``None`` (the raw answer), ``"fence"`` (a Markdown code fence), ``"balanced"`` (JSON
-found inside chatter) or ``"repair"`` (near-JSON fixed by ``json_repair``).
+found inside chatter) or ``"repair"`` (near-JSON fixed by ``json_repair``); ``extract``
+finds those pieces of text, ``schema`` checks a parsed value against a JSON Schema.
 """
 
 from __future__ import annotations
@@ -16,29 +17,21 @@ import math
 import re
 import textwrap
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ollama_dist.errors import InputError
-
-if TYPE_CHECKING:
-    from jsonschema.exceptions import ValidationError
+from ollama_dist import extract
+from ollama_dist import schema as json_schema
+from ollama_dist.extract import excerpt, short
 
 Format = Literal["text", "json", "yaml", "code", "diff"]
 Fallback = Literal["fence", "balanced", "repair"]
 
 PYTHON = frozenset({"python", "python3", "py", "py3"})
-_MAX_ERRORS = 3  # schema errors named in a reason
-_MAX_SPANS = 32  # bracket positions tried by the balanced scan, so it stays linear
 _MAX_NODES = 100_000  # YAML nodes walked: aliases can expand hugely or refer to themselves
-_EXCERPT = 60
-_OPENER = re.compile(r"[{\[]")
-_CLOSER = {"{": "}", "[": "]"}
 _BLANK_LINES = re.compile(r"\A(?:[ \t]*\r?\n)+")
 
 
@@ -154,27 +147,10 @@ def check_schema(schema: object) -> str | None:
     if not isinstance(schema, dict):
         return f"schema must be a mapping (a JSON Schema object), not {_kind(schema)}"
     try:
-        canonical = _canonical(schema)
+        canonical = json_schema.canonical(schema)
     except (TypeError, ValueError) as exc:
         return f"schema is not plain JSON ({exc}); quote dates and other YAML-only values"
-    return _schema_problem(canonical)
-
-
-@lru_cache(maxsize=64)
-def _schema_problem(canonical: str) -> str | None:
-    """check_schema's verdict on a schema, once per schema (keyed by canonical JSON)."""
-    from jsonschema.exceptions import SchemaError
-    from jsonschema.validators import validator_for
-
-    schema = json.loads(canonical)
-    dialect = schema.get("$schema")
-    if dialect is not None and validator_for(schema, default=None) is None:
-        return f"unknown $schema {dialect!r}; use a JSON Schema draft URI (default: 2020-12)"
-    try:
-        _validator_class(schema).check_schema(schema)
-    except SchemaError as exc:
-        return f"invalid JSON Schema at {exc.json_path}: {_short(exc.message)}"
-    return _check_refs(schema)
+    return json_schema.problem(canonical)
 
 
 # --- text, code, diff -------------------------------------------------------------
@@ -182,7 +158,7 @@ def _schema_problem(canonical: str) -> str | None:
 
 def _validate_text(answer: str) -> Verdict:
     text = answer.strip()
-    fence = _wrapping_fence(text)
+    fence = extract.wrapping_fence(text)
     fallback: Fallback | None = None if fence is None else "fence"
     text = text if fence is None else fence.body.strip()
     if not text:
@@ -194,7 +170,7 @@ def _validate_code(answer: str, spec: OutputSpec) -> Verdict:
     """The fenced code (the first that compiles, fences tagged with the language
     first), or the whole answer when it has no fence."""
     language = (spec.language or "").lower()
-    fences = _fences(answer)
+    fences = extract.fences(answer)
     if not fences:
         return _check_code(_trim_code(answer), language, None)
     preferred = [f for f in fences if not language or f.tag in (language, "")]
@@ -219,11 +195,11 @@ def _python_error(code: str) -> str | None:
             compile(code, "<answer>", "exec", dont_inherit=True)
     except SyntaxError as exc:
         source = (exc.text or "").strip()
-        shown = f" in {_short(source, _EXCERPT)!r}" if source else ""
+        shown = f" in {short(source, extract.EXCERPT)!r}" if source else ""
         line = f" at line {exc.lineno}" if exc.lineno else ""
         return f"Python syntax error{line}: {exc.msg}{shown}"
     except (ValueError, RecursionError, MemoryError) as exc:  # null bytes; absurd nesting
-        return f"Python code does not compile: {_short(str(exc))}"
+        return f"Python code does not compile: {short(str(exc))}"
     return None
 
 
@@ -235,7 +211,7 @@ def _validate_diff(answer: str) -> Verdict:
     from unidiff.errors import UnidiffParseError
     from unidiff.patch import PatchSet
 
-    fences = _fences(answer, max_indent=0)  # " ```" is a diff context line, not a fence
+    fences = extract.fences(answer, max_indent=0)  # " ```" is a diff context line, not a fence
     diffs = [f for f in fences if f.tag in ("diff", "patch", "udiff", "")] or fences
     fallback: Fallback | None = "fence" if diffs else None
     source = diffs[0].body if diffs else answer
@@ -244,7 +220,7 @@ def _validate_diff(answer: str) -> Verdict:
     try:
         patch = PatchSet(source)
     except UnidiffParseError as exc:
-        return _invalid(f"not a valid unified diff: {_short(str(exc).strip())}", fallback)
+        return _invalid(f"not a valid unified diff: {short(str(exc).strip())}", fallback)
     if len(patch) == 0:
         return _invalid("no unified diff found (expected --- a/FILE and +++ b/FILE)", fallback)
     if not any(len(file) for file in patch):
@@ -263,7 +239,7 @@ class _Parsed:
 
 
 def _validate_json(answer: str, spec: OutputSpec) -> Verdict:
-    parsed = _parse_json(answer, _expects_container(spec.schema_))
+    parsed = _parse_json(answer, json_schema.expects_container(spec.schema_))
     if isinstance(parsed, str):
         return _invalid(parsed)
     return _against_schema(parsed, json.dumps(parsed.value, indent=2, ensure_ascii=False), spec)
@@ -273,8 +249,8 @@ def _parse_json(answer: str, container: bool) -> _Parsed | str:
     """The first acceptable value from raw, fences, balanced spans, repair; or a reason."""
     stages: list[tuple[Fallback | None, list[str]]] = [
         (None, [answer.strip()]),
-        ("fence", [f.body.strip() for f in _fences(answer)]),
-        ("balanced", list(_balanced_spans(answer))),
+        ("fence", [f.body.strip() for f in extract.fences(answer)]),
+        ("balanced", list(extract.balanced_spans(answer))),
     ]
     first_error: str | None = None
     for fallback, candidates in stages:
@@ -282,11 +258,11 @@ def _parse_json(answer: str, container: bool) -> _Parsed | str:
             ok, value = _loads(candidate)
             if ok and (not container or isinstance(value, (dict, list))):
                 return _Parsed(value, fallback)
-            if not ok and first_error is None and _OPENER.match(candidate):
+            if not ok and first_error is None and extract.OPENER.match(candidate):
                 first_error = value
-    sources = [*stages[1][1], *stages[2][1], _unclosed_tail(answer)]
-    for source in dict.fromkeys(s for s in sources if _OPENER.match(s)):
-        repaired = _repair(source)
+    sources = [*stages[1][1], *stages[2][1], extract.unclosed_tail(answer)]
+    for source in dict.fromkeys(s for s in sources if extract.OPENER.match(s)):
+        repaired = extract.repair(source)
         if repaired is not None:
             return _Parsed(repaired, "repair")
     return _json_reason(answer, first_error)
@@ -299,7 +275,7 @@ def _loads(text: str) -> tuple[bool, Any]:
     except json.JSONDecodeError as exc:
         return False, f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
     except ValueError as exc:  # NaN, an int too long to convert
-        return False, f"invalid JSON: {_short(str(exc))}"
+        return False, f"invalid JSON: {short(str(exc))}"
     except RecursionError:
         return False, "invalid JSON: nested too deeply"
 
@@ -308,97 +284,15 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _repair(source: str) -> dict[str, Any] | list[Any] | None:
-    """json_repair's reading of ``source`` (which opens with a bracket), if believable.
-
-    json_repair never fails: prose becomes "" or {}, "{ prose }" a list of strings,
-    several objects one list, "[the docs]" ["the docs"]. A repair counts only as a
-    non-empty container of the kind the source opens with, without NaN/Infinity, and
-    with more than bare words: a quote in the source, a colon in an object's source,
-    or a leaf that is not a string.
-    """
-    import json_repair
-
-    try:
-        value = json_repair.repair_json(source, return_objects=True, skip_json_loads=True)
-        json.dumps(value, allow_nan=False)
-    except Exception:  # noqa: BLE001 - heuristic; deep nesting raises ValueError, RecursionError
-        return None
-    is_object = source[0] == "{"
-    if not isinstance(value, dict if is_object else list) or not value:
-        return None
-    syntax = r"[\"':]" if is_object else r"[\"']"
-    if not re.search(syntax, source) and all(isinstance(leaf, str) for leaf in _leaves(value)):
-        return None
-    return value
-
-
-def _leaves(value: Any) -> Iterator[Any]:
-    stack = [value]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, (dict, list)):
-            stack.extend(node.values() if isinstance(node, dict) else node)
-        else:
-            yield node
-
-
-def _unclosed_tail(text: str) -> str:
-    """From the first bracket to the end, if that bracket is never closed (a cut-off
-    answer); "" otherwise."""
-    found = _OPENER.search(text)
-    if found is None or _span_end(text, found.start()) is not None:
-        return ""
-    return text[found.start() :].strip()
-
-
 def _json_reason(answer: str, first_error: str | None) -> str:
     ok, value = _loads(answer.strip())
     if ok:  # a scalar where an object or array is wanted
         return f"expected a JSON object or array, got {_kind(value)}"
     if first_error is not None:
         return first_error
-    if _OPENER.search(answer) is None:
-        return f"no JSON found; the answer is prose: {_excerpt(answer)}"
+    if extract.OPENER.search(answer) is None:
+        return f"no JSON found; the answer is prose: {excerpt(answer)}"
     return "no complete JSON object or array found"
-
-
-def _balanced_spans(text: str) -> Iterator[str]:
-    """Top-level ``{...}`` / ``[...]`` spans in order; brackets in strings are skipped."""
-    position = 0
-    for _ in range(_MAX_SPANS):
-        found = _OPENER.search(text, position)
-        if found is None:
-            return
-        end = _span_end(text, found.start())
-        if end is not None:
-            yield text[found.start() : end]
-        position = found.start() + 1 if end is None else end
-
-
-def _span_end(text: str, start: int) -> int | None:
-    """The index after the bracket that closes the one at ``start``, or None."""
-    stack: list[str] = []
-    quote, escaped = "", False
-    for index in range(start, len(text)):
-        char = text[index]
-        if quote:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == quote:
-                quote = ""
-        elif char in "\"'":  # single quotes too: near-JSON uses them
-            quote = char
-        elif char in _CLOSER:
-            stack.append(_CLOSER[char])
-        elif char in "}]":
-            if char != stack.pop():
-                return None
-            if not stack:
-                return index + 1
-    return None
 
 
 # --- yaml ---------------------------------------------------------------------------
@@ -417,9 +311,9 @@ _YamlLoader: Any = type(
 
 
 def _validate_yaml(answer: str, spec: OutputSpec) -> Verdict:
-    container = _expects_container(spec.schema_)
+    container = json_schema.expects_container(spec.schema_)
     candidates: list[tuple[Fallback | None, str]] = [(None, answer)]
-    candidates += [("fence", f.body) for f in _fences(answer)]
+    candidates += [("fence", f.body) for f in extract.fences(answer)]
     reasons: list[str] = []
     for fallback, candidate in candidates:
         source = textwrap.dedent(candidate).strip()
@@ -440,7 +334,7 @@ def _yaml_load(source: str) -> tuple[bool, Any]:
         message = ": ".join(part for part in (exc.context, exc.problem) if part)
         return False, f"invalid YAML: {message}{where}"
     except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as exc:
-        return False, f"invalid YAML: {_short(str(exc)) or 'nested too deeply'}"
+        return False, f"invalid YAML: {short(str(exc)) or 'nested too deeply'}"
     problem = _not_json(value)
     return (False, problem) if problem else (True, value)
 
@@ -483,142 +377,14 @@ def _render(path: _Path) -> str:
 # --- schema -------------------------------------------------------------------------
 
 
-def _expects_container(schema: dict[str, Any] | None) -> bool:
-    """An object or array is wanted unless a schema allows a bare scalar."""
-    if schema is None:
-        return True
-    declared = schema.get("type")
-    if isinstance(declared, (str, list)):
-        types = {declared} if isinstance(declared, str) else set(declared)
-        return bool(types) and types <= {"object", "array"}
-    return any(key in schema for key in ("properties", "required", "items", "prefixItems"))
-
-
 def _against_schema(parsed: _Parsed, text: str, spec: OutputSpec) -> Verdict:
-    problem = None if spec.schema_ is None else _schema_errors(spec.schema_, parsed.value)
+    problem = None if spec.schema_ is None else json_schema.errors(spec.schema_, parsed.value)
     if problem:
         return _invalid(problem, parsed.fallback)
     return Verdict(ok=True, value=parsed.value, text=text, fallback=parsed.fallback)
 
 
-def _schema_errors(schema: dict[str, Any], value: Any) -> str | None:
-    """At most three schema errors, shallowest first then in document order, each as
-    ``$.path: problem`` (an anyOf/oneOf error shows its best-matching branch)."""
-    from jsonschema.exceptions import best_match
-    from referencing.exceptions import Unresolvable
-
-    try:
-        errors = sorted(_validator(_canonical(schema)).iter_errors(value), key=_error_order)
-        shown = [best_match([error]) for error in errors[:_MAX_ERRORS]]
-    except Unresolvable as exc:  # check_schema finds these unless a nested $id hides them
-        raise InputError(f"output schema: cannot resolve $ref: {exc}") from exc
-    except RecursionError:
-        return "the answer is nested too deeply to check against the schema"
-    if not errors:
-        return None
-    more = f" (and {len(errors) - len(shown)} more)" if len(errors) > len(shown) else ""
-    return "; ".join(f"{e.json_path}: {_short(e.message)}" for e in shown if e) + more
-
-
-def _error_order(error: ValidationError) -> tuple[int, tuple[tuple[int, int, str], ...]]:
-    """Shallow errors first, then in document order (paths mix keys and indexes)."""
-    path = tuple((0, p, "") if isinstance(p, int) else (1, 0, str(p)) for p in error.path)
-    return len(path), path
-
-
-def _canonical(schema: dict[str, Any]) -> str:
-    return json.dumps(schema, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def _validator_class(schema: dict[str, Any]) -> Any:
-    from jsonschema import Draft202012Validator
-    from jsonschema.validators import validator_for
-
-    return validator_for(schema, default=Draft202012Validator)
-
-
-@lru_cache(maxsize=64)
-def _validator(canonical: str) -> Any:
-    """A validator per schema, keyed by its canonical JSON, built from a private copy.
-    Formats are asserted where jsonschema has a checker for them."""
-    schema = json.loads(canonical)
-    cls = _validator_class(schema)
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)
-
-
-def _check_refs(schema: dict[str, Any]) -> str | None:
-    from referencing import Registry
-    from referencing.exceptions import Unresolvable
-    from referencing.jsonschema import DRAFT202012, specification_with
-
-    refs: list[str] = []
-    stack: list[Any] = [schema]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            if node is not schema and isinstance(node.get("$id", node.get("id")), str):
-                return None  # a nested base URI: refs below it resolve against that
-            if isinstance(node.get("$ref"), str):
-                refs.append(node["$ref"])
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    specification = specification_with(schema.get("$schema", ""), default=DRAFT202012)
-    resolver = Registry().resolver_with_root(specification.create_resource(schema))
-    for ref in refs:
-        try:
-            resolver.lookup(ref)
-        except Unresolvable:
-            return f"schema $ref {ref!r} cannot be resolved (only refs within the schema work)"
-    return None
-
-
-# --- fences and small helpers -----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Fence:
-    tag: str  # first word of the info string, lower case ("" if none)
-    body: str
-    first: int  # line index of the opening fence
-    last: int  # line index of the closing fence (the last line if unclosed)
-
-
-_OPEN_FENCE = re.compile(r"^( *)(`{3,}|~{3,})[ \t]*(.*?)[ \t]*$")
-
-
-def _fences(text: str, max_indent: int = 3) -> list[_Fence]:
-    """Markdown code fences in order. A closing fence uses the same character, at least
-    as many, indented no deeper than the opening; an unclosed fence runs to the end."""
-    raw = text.split("\n")  # not splitlines(), which also splits on \u2028 and friends
-    lines = [line.rstrip("\r") for line in raw]  # for matching; bodies keep their \r
-    fences: list[_Fence] = []
-    index = 0
-    while index < len(lines):
-        opened = _OPEN_FENCE.match(lines[index])
-        if not opened or len(opened[1]) > max_indent or (opened[2][0] == "`" and "`" in opened[3]):
-            index += 1
-            continue
-        indent, marker, info = len(opened[1]), opened[2], opened[3].split()
-        close = re.compile(rf" {{0,{indent}}}{re.escape(marker[0])}{{{len(marker)},}}[ \t]*")
-        end = next((j for j in range(index + 1, len(raw)) if close.fullmatch(lines[j])), len(raw))
-        body = "\n".join(_unindent(line, indent) for line in raw[index + 1 : end])
-        tag = info[0].lower() if info else ""
-        fences.append(_Fence(tag, body, index, min(end, len(lines) - 1)))
-        index = end + 1
-    return fences
-
-
-def _unindent(line: str, indent: int) -> str:
-    return line[min(indent, len(line) - len(line.lstrip(" "))) :]
-
-
-def _wrapping_fence(text: str) -> _Fence | None:
-    """The one fence that spans all of ``text`` (already stripped), if there is one."""
-    fences = _fences(text)
-    if len(fences) == 1 and fences[0].first == 0 and fences[0].last == text.count("\n"):
-        return fences[0]
-    return None
+# --- small helpers ------------------------------------------------------------------
 
 
 def _invalid(reason: str, fallback: Fallback | None = None) -> Verdict:
@@ -628,7 +394,7 @@ def _invalid(reason: str, fallback: Fallback | None = None) -> Verdict:
 def _kind(value: object) -> str:
     """How a value reads in a reason: "a string ('...')", "a number (3)", "an object"."""
     if isinstance(value, str):
-        return f"a string ({_excerpt(value)})"
+        return f"a string ({excerpt(value)})"
     if isinstance(value, bool) or value is None:
         return "a boolean" if value is not None else "null"
     if isinstance(value, (int, float)):
@@ -636,12 +402,3 @@ def _kind(value: object) -> str:
     if isinstance(value, (dict, list)):
         return "an object" if isinstance(value, dict) else "an array"
     return type(value).__name__
-
-
-def _excerpt(text: str) -> str:
-    flat = " ".join(text.split())
-    return repr(flat if len(flat) <= _EXCERPT else flat[: _EXCERPT - 3] + "...")
-
-
-def _short(message: str, limit: int = 160) -> str:
-    return message if len(message) <= limit else message[: limit - 3] + "..."
