@@ -73,15 +73,27 @@ class Ledger:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), timeout=timeout_s, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
-            self._migrate()
+            self._open(time.monotonic() + timeout_s)
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot open the ledger {path}: {exc}",
                               hint="check the path and that the disk is not full") from exc
 
     # ------------------------------------------------------------------ schema
+
+    def _open(self, deadline: float) -> None:
+        """WAL mode and the migrations. Switching a new file to WAL takes an exclusive lock that
+        SQLite's busy handler does not wait for, so two runs creating one ledger at once retry."""
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._migrate()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _migrate(self) -> None:
         db = self._db
