@@ -207,6 +207,8 @@ def build_lanes(settings: Settings) -> Lanes:
         local.append(embedded.EmbeddedBackend(path, home=settings.home / "cache"))
     key = settings.cloud.api_key.get_secret_value() if settings.cloud.api_key else ""
     cloud = ClaudeBackend(api_key=key, base_url=settings.cloud.base_url, max_retries=settings.cloud.max_retries)
+    if key:
+        cloud.client()  # import the SDK now (about a second), not in the middle of the first cloud job
     slots = o.concurrency_per_host * max(1, len(o.hosts) + len(o.openai_compat))
     return Lanes(FallbackBackend(local) if local else None, cloud, local_slots=slots,
                  cloud_slots=settings.cloud.concurrency, cloud_ready=bool(key))

@@ -312,14 +312,19 @@ class Dispatcher:
     async def _call(self, tier: Tier, request: Request) -> Completion:
         if tier.lane == "cloud":
             async with self.lanes.cloud_sem:
-                return await tier.backend.complete(request)
-        queue = self.lanes.local_queue
-        if not await queue.enter():
-            raise BreakerOpen("the expected wait for a local slot is past the breaker's threshold")
-        try:
-            return await tier.backend.complete(request)
-        finally:
-            queue.leave()
+                completion = await tier.backend.complete(request)
+        else:
+            queue = self.lanes.local_queue
+            if not await queue.enter():
+                raise BreakerOpen("the expected wait for a local slot is past the breaker's threshold")
+            try:
+                completion = await tier.backend.complete(request)
+            finally:
+                queue.leave()
+        # let the job that takes the freed slot send its request before this one's bookkeeping
+        # (validation, the output file, the ledger row): the lane never idles on it
+        await asyncio.sleep(0)
+        return completion
 
     def _spill(self) -> None:
         """Jobs queued so deep that their expected wait passes the threshold go to the cloud."""
