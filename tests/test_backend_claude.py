@@ -25,7 +25,7 @@ from ollama_dist.errors import (
 )
 from tests.servers.anthropic import AnthropicServer
 
-KEY = "sk-ant-test-SECRET-0123456789"
+KEY = "test-SECRET-key-0123456789"  # a made-up key; it must never show up anywhere
 MODEL = "claude-haiku-5-5"
 OLD_MODEL = "claude-haiku-4-5"
 
