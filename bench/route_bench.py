@@ -50,6 +50,24 @@ def measure(jobs: list[Job]) -> tuple[float, float, float]:
     return N / wall, statistics.median(times) / 1000, times[int(0.99 * len(times))] / 1000
 
 
+def agreement(folder: Path, pattern: str) -> tuple[float, float, int]:
+    """(agreement, share of cloud-labelled tasks sent local, tasks) on a labelled set."""
+    import yaml
+
+    labels = yaml.safe_load((folder / "labels.yaml").read_text())
+    router = Router(RouterSettings())
+    agree = leak = cloud = 0
+    files = sorted(folder.glob(pattern))
+    for path in files:
+        (task,) = load_file(path)
+        got = router.decide(job(task, 0)).target
+        want = labels[task.name]
+        agree += got == want
+        cloud += want == "cloud"
+        leak += want == "cloud" and got == "local"
+    return agree / len(files), leak / cloud, len(files)
+
+
 def main() -> None:
     tasks = devset_tasks()
     fan_out = [job(tasks[i % len(tasks)], i) for i in range(N)]
@@ -59,6 +77,12 @@ def main() -> None:
         rate, median_us, p99_us = measure(jobs)
         print(f"  {label:9s} {rate:10,.0f} decisions/s   median {median_us:6.1f} us   p99 {p99_us:6.1f} us")
     print("  aim: median under 50 us")
+    data = ROOT / "tests/data"
+    for name, folder, pattern in (("dev set", data / "router_devset", "d*.yaml"),
+                                  ("holdout", data / "router_holdout", "h*.yaml")):
+        if (folder / "labels.yaml").exists():
+            rate, leak, n = agreement(folder, pattern)
+            print(f"  {name:8s} ({n} tasks): agreement {100 * rate:.1f}%, reasoning sent local {100 * leak:.1f}%")
 
 
 if __name__ == "__main__":
