@@ -96,6 +96,17 @@ class Outcome:
         return self.status == "ok" and self.attempts[-1].lane == "local"
 
 
+@dataclass
+class _Climb:
+    """One job's way up the ladder: its attempt count, the reasons so far, its last ledger row."""
+
+    outcome: Outcome
+    key: str
+    number: int = 0
+    last_row: int | None = None
+    reasons: list[str] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class Event:
     """Progress for a display: one finished job."""
@@ -167,67 +178,77 @@ class Dispatcher:
         return tiers
 
     async def _job(self, job: Job, decision: Decision) -> Outcome:
-        outcome = Outcome(job, decision)
-        key = models_key(*self._models(job))
-        hit = self.ledger.cached(job.task.fingerprint(), job.input_hash, key)
-        if hit is not None and self._reuse(outcome, hit, key):
-            self._emit(outcome)
-            return outcome
-        reasons: list[str] = []
-        number = 0
-        last_row: int | None = None
-        for tier in self._ladder(job, decision):
-            if tier.lane == "local" and self.lanes.cloud_ready:
-                allowed, why = self.breaker.allow(self.lanes.local_waiting, self.lanes.local_slots)
-                self._note_breaker()
-                if not allowed:
-                    number += 1
-                    last_row = self._record(outcome, key, tier, number, "skipped", why, None)
-                    reasons.append(f"local skipped: {why}")
-                    continue
-            history: tuple[Message, ...] = ()
-            for _ in range(tier.attempts):
-                number += 1
-                request = self._request(job, tier, history)
-                started = self.clock()
-                try:
-                    completion = await self._call(tier, request)
-                except BreakerOpen as exc:
-                    last_row = self._record(outcome, key, tier, number, "skipped", exc.reason, None)
-                    reasons.append(f"local skipped: {exc.message}")
+        climb = _Climb(Outcome(job, decision), models_key(*self._models(job)))
+        hit = self.ledger.cached(job.task.fingerprint(), job.input_hash, climb.key)
+        if hit is None or not self._reuse(climb.outcome, hit, climb.key):
+            for tier in self._ladder(job, decision):
+                if await self._try_tier(climb, tier):
                     break
-                except BackendError as exc:
-                    elapsed = self.clock() - started
-                    if tier.lane == "local":
-                        self.breaker.record(elapsed, ok=False)
-                        self._note_breaker()
-                    last_row = self._record(outcome, key, tier, number, "error", exc.reason, None,
-                                            latency=elapsed)
-                    reasons.append(f"{tier.lane} {tier.model}: {exc.reason}: {exc.message}")
-                    break
+            else:
+                self._fail(climb)
+        self._emit(climb.outcome)
+        return climb.outcome
+
+    def _admitted(self, climb: _Climb, tier: Tier) -> bool:
+        """The breaker's word before a job joins the local queue (never without a cloud to go to)."""
+        if tier.lane != "local" or not self.lanes.cloud_ready:
+            return True
+        allowed, why = self.breaker.allow(self.lanes.local_waiting, self.lanes.local_slots)
+        self._note_breaker()
+        if not allowed:
+            climb.number += 1
+            climb.last_row = self._record(climb.outcome, climb.key, tier, climb.number, "skipped", why, None)
+            climb.reasons.append(f"local skipped: {why}")
+        return allowed
+
+    async def _try_tier(self, climb: _Climb, tier: Tier) -> bool:
+        """Up to `tier.attempts` tries on one tier, each told why the last was invalid. True once valid."""
+        if not self._admitted(climb, tier):
+            return False
+        job, outcome, key = climb.outcome.job, climb.outcome, climb.key
+        history: tuple[Message, ...] = ()
+        for _ in range(tier.attempts):
+            climb.number += 1
+            started = self.clock()
+            try:
+                completion = await self._call(tier, self._request(job, tier, history))
+            except BreakerOpen as exc:
+                climb.last_row = self._record(outcome, key, tier, climb.number, "skipped", exc.reason, None)
+                climb.reasons.append(f"local skipped: {exc.message}")
+                return False
+            except BackendError as exc:
+                elapsed = self.clock() - started
                 if tier.lane == "local":
-                    self.breaker.record(completion.latency_s, ok=True)
+                    self.breaker.record(elapsed, ok=False)
                     self._note_breaker()
-                    self._spill()
-                verdict = self._verdict(job, completion)
-                if verdict.ok:
-                    self._accept(outcome, key, tier, number, completion, verdict)
-                    if tier.lane == "local" and self._shadowed(job):
-                        await self._shadow(outcome, key, number + 1)
-                    self._emit(outcome)
-                    return outcome
-                last_row = self._record(outcome, key, tier, number, "invalid", verdict.reason, completion,
-                                        fallback=verdict.fallback)
-                reasons.append(f"{tier.lane} {completion.model}: invalid: {verdict.reason}")
-                history = (Message(role="assistant", content=completion.text[:4000]),
-                           Message(role="user", content=feedback(verdict, job.task.output.spec())))
+                climb.last_row = self._record(outcome, key, tier, climb.number, "error", exc.reason, None,
+                                              latency=elapsed)
+                climb.reasons.append(f"{tier.lane} {tier.model}: {exc.reason}: {exc.message}")
+                return False
+            if tier.lane == "local":
+                self.breaker.record(completion.latency_s, ok=True)
+                self._note_breaker()
+                self._spill()
+            verdict = self._verdict(job, completion)
+            if verdict.ok:
+                self._accept(outcome, key, tier, climb.number, completion, verdict)
+                if tier.lane == "local" and self._shadowed(job):
+                    await self._shadow(outcome, key, climb.number + 1)
+                return True
+            climb.last_row = self._record(outcome, key, tier, climb.number, "invalid", verdict.reason, completion,
+                                          fallback=verdict.fallback)
+            climb.reasons.append(f"{tier.lane} {completion.model}: invalid: {verdict.reason}")
+            history = (Message(role="assistant", content=completion.text[:4000]),
+                       Message(role="user", content=feedback(verdict, job.task.output.spec())))
+        return False
+
+    def _fail(self, climb: _Climb) -> None:
+        outcome = climb.outcome
         outcome.status = "failed"
-        outcome.reason = "; ".join(reasons) or "no tier could answer"
-        if last_row is not None:
-            self.ledger.mark_final(last_row)
+        outcome.reason = "; ".join(climb.reasons) or "no tier could answer"
+        if climb.last_row is not None:
+            self.ledger.mark_final(climb.last_row)
             outcome.attempts[-1] = replace(outcome.attempts[-1], final=True)
-        self._emit(outcome)
-        return outcome
 
     def _shadowed(self, job: Job) -> bool:
         """A stable share of local answers is also asked of the cloud (same job, same choice)."""
