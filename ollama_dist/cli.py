@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ollama_dist.errors import EXIT_INTERRUPTED, OllamaDistError
+from ollama_dist.exits import handled
 
 app = typer.Typer(
     name="ollama-dist",
@@ -25,23 +23,6 @@ app = typer.Typer(
 PathsArg = Annotated[list[Path], typer.Argument(help="Task files, or folders of them.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 RootOpt = Annotated[Path, typer.Option("--root", help="The run's root: inputs and outputs stay inside it.")]
-
-
-def handled(func: Callable[..., None]) -> Callable[..., None]:
-    """Turn the package's errors into a message on stderr and their exit code; never a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        try:
-            func(*args, **kwargs)
-        except OllamaDistError as exc:
-            sys.stderr.write(f"error: {exc}\n")
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            sys.stderr.write("interrupted\n")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-
-    return wrapper
 
 
 def _print_json(data: Any) -> None:

@@ -18,15 +18,15 @@ Nothing heavy is imported at module level: the CLI imports this module to regist
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ollama_dist.exits import handled
 from ollama_dist.local_server import (
     DEFAULT_WARM_CTX,
     UNIT,
@@ -106,18 +106,6 @@ async def probe(hosts: Sequence[str], wanted: Sequence[str], *, client: httpx.As
 # ----------------------------------------------------------------------------- commands
 
 
-def _handled(func: Callable[..., None]) -> Callable[..., None]:
-    """cli.handled (one error policy), looked up when called: cli imports this module."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        from ollama_dist.cli import handled
-
-        handled(func)(*args, **kwargs)
-
-    return wrapper
-
-
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 HostOpt = Annotated[str | None, typer.Option("--host", help="The local server to manage (default: the first "
                                                             "configured host on this machine).")]
@@ -132,7 +120,7 @@ def _err(message: str) -> None:
 
 
 @app.command("status")
-@_handled
+@handled
 def status_command(
     as_json: JsonOpt = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each host.")] = 5.0,
@@ -186,7 +174,7 @@ def _server(host: str | None) -> tuple[LocalServer, Any]:
 
 
 @app.command("on")
-@_handled
+@handled
 def on_command(
     warm: Annotated[str | None, typer.Option(metavar="MODEL", help="Load this model now (keep_alive from "
                                                                    "the config), so the first job is fast.")] = None,
@@ -215,7 +203,7 @@ def on_command(
 
 
 @app.command("off")
-@_handled
+@handled
 def off_command(
     unload: Annotated[bool, typer.Option("--unload", help="First free the models in memory (keep_alive 0).")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the server to stop.")] = 10.0,

@@ -31,7 +31,8 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from ollama_dist.errors import InputError, OllamaDistError
+from ollama_dist.errors import InputError
+from ollama_dist.exits import handled
 
 SKILL = "ollama-dist"
 SERVER = "ollama-dist"
@@ -307,16 +308,8 @@ def _done(report: Report) -> None:
         sys.stdout.write(line + "\n")
 
 
-@contextlib.contextmanager
-def _exit_codes() -> Iterator[None]:
-    try:
-        yield
-    except OllamaDistError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        raise typer.Exit(exc.exit_code) from None
-
-
 @app.command("install")
+@handled
 def install_command(
     project: ProjectOpt = False,
     user: UserOpt = False,
@@ -324,12 +317,11 @@ def install_command(
     force: Annotated[bool, typer.Option("--force", help="Replace a SKILL.md this install did not write.")] = False,
 ) -> None:
     """Write the ollama-dist skill for Claude Code; print (or with --mcp write) the MCP server config."""
-    with _exit_codes():
-        _done(install(target(project, user), _home(), mcp=mcp, force=force))
+    _done(install(target(project, user), _home(), mcp=mcp, force=force))
 
 
 @app.command("uninstall")
+@handled
 def uninstall_command(project: ProjectOpt = False, user: UserOpt = False) -> None:
     """Remove exactly what `install` wrote (an edited SKILL.md or .mcp.json entry stays)."""
-    with _exit_codes():
-        _done(uninstall(target(project, user), _home()))
+    _done(uninstall(target(project, user), _home()))

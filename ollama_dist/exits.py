@@ -1,0 +1,29 @@
+"""How every command ends: the package's errors become a message on stderr and their exit code."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from ollama_dist.errors import EXIT_INTERRUPTED, OllamaDistError
+
+
+def handled(func: Callable[..., None]) -> Callable[..., None]:
+    """Turn the package's errors into a message on stderr and their exit code; never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            func(*args, **kwargs)
+        except OllamaDistError as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            sys.stderr.write("interrupted\n")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return wrapper
