@@ -39,6 +39,8 @@ class Routed:
             "confidence": d.confidence,
             "rule": d.rule,
             "reasons": list(d.reasons),
+            "error": self.job.error,  # the job will fail without a model call (its input is unreadable)
+            "notes": list(self.job.notes),
         }
 
 
@@ -48,12 +50,14 @@ def route(
     root: Path | None = None,
     settings: Settings | None = None,
     history: dict[str, TaskHistory] | None = None,
+    allow_outside_root: bool = False,
 ) -> list[Routed]:
-    """Load the task files under `paths` and decide a lane for every job."""
+    """Load the task files under `paths` and decide a lane for every job (inputs stay inside
+    `root` unless `allow_outside_root`)."""
     settings = settings or load_settings()
     root = (root or Path.cwd()).resolve()
     router = Router(settings.router)
-    jobs = load_jobs(paths, root)
+    jobs = load_jobs(paths, root, allow_outside_root=allow_outside_root)
     if history is None:
         history = {}
         if settings.ledger_path.exists():  # routing alone never creates a ledger
@@ -235,11 +239,13 @@ async def run_async(
     batch_id: str | None = None,
     shadow_rate: float = 0.0,
     cloud_batch: bool = False,
+    allow_outside_root: bool = False,
 ) -> RunReport:
     """Load, route and run every job; every attempt lands in the ledger as it happens."""
     env = os.environ if env is None else env
     root = root.resolve()
-    jobs = load_jobs(paths, root)
+    jobs = load_jobs(paths, root, allow_outside_root=allow_outside_root)
+    notes = [f"{job.id}: {note}" for job in jobs for note in job.notes]
     run_id = new_run_id()
     session = session_id(session, env) or run_id
     ledger = Ledger(settings.ledger_path)
@@ -250,7 +256,8 @@ async def run_async(
         if on_start is not None:
             on_start(routed)
         if dry_run:
-            return RunReport(run_id, session, [Outcome(r.job, r.decision) for r in routed], dry_run=True)
+            return RunReport(run_id, session, [Outcome(r.job, r.decision) for r in routed], dry_run=True,
+                             notes=notes)
         prices = PriceTable.load(settings.prices)
         prices.baseline(settings.models.cloud, Usage())  # fail early on an unpriced cloud model
         head = git_head(root)
@@ -260,7 +267,7 @@ async def run_async(
         dispatcher = Dispatcher(settings, lanes, ledger, prices, Breaker(settings.breaker), ctx, on_event=on_event,
                                 shadow_rate=shadow_rate, cloud_batch=cloud_batch,
                                 batch_poll_s=settings.cloud.batch_poll_s)
-        report = RunReport(run_id, session, [])
+        report = RunReport(run_id, session, [], notes=notes)
         try:
             report.outcomes = await dispatcher.run([(r.job, r.decision) for r in routed])
         except asyncio.CancelledError:

@@ -23,6 +23,9 @@ app = typer.Typer(
 PathsArg = Annotated[list[Path], typer.Argument(help="Task files, or folders of them.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 RootOpt = Annotated[Path, typer.Option("--root", help="The run's root: inputs and outputs stay inside it.")]
+OutsideOpt = Annotated[bool, typer.Option("--allow-outside-root", help=(
+    "Let `inputs.files` read files outside --root (absolute paths, `..`, symlinks out); "
+    "outputs still stay inside it."))]
 
 
 def _print_json(data: Any) -> None:
@@ -37,11 +40,12 @@ def _console(stderr: bool = False) -> Any:
 
 @app.command()
 @handled
-def route(paths: PathsArg, as_json: JsonOpt = False, root: RootOpt = Path(".")) -> None:
+def route(paths: PathsArg, as_json: JsonOpt = False, root: RootOpt = Path("."),
+          allow_outside_root: OutsideOpt = False) -> None:
     """Classify each job local (deterministic) or cloud (reasoning), and say why."""
     from ollama_dist import api, render
 
-    routed = api.route(paths, root=root)
+    routed = api.route(paths, root=root, allow_outside_root=allow_outside_root)
     if as_json:
         _print_json([r.as_json() for r in routed])
     else:
@@ -67,6 +71,7 @@ def run(
         "the local answer)."))] = 0.0,
     cloud_batch: Annotated[bool, typer.Option("--cloud-batch", help=(
         "Send cloud-routed jobs through the Message Batches API: half price, answers within 24 h."))] = False,
+    allow_outside_root: OutsideOpt = False,
 ) -> None:
     """Run the jobs: local ones on Ollama, the rest on Claude; validate, escalate, record."""
     import asyncio
@@ -100,7 +105,8 @@ def run(
     try:
         report = asyncio.run(api.run_async(paths, root=root, settings=settings, session=session,
                                            dry_run=dry_run, on_start=started, on_event=finished,
-                                           batch_id=batch_id, shadow_rate=shadow, cloud_batch=cloud_batch))
+                                           batch_id=batch_id, shadow_rate=shadow, cloud_batch=cloud_batch,
+                                           allow_outside_root=allow_outside_root))
     finally:
         if progress is not None:
             progress.__exit__(None, None, None)
@@ -113,6 +119,8 @@ def run(
             _print_json([e.as_json() for e in estimates])
         elif not quiet:
             console().print(render.dry_run_table(estimates))
+        for note in report.notes:
+            err.print(f"note: {note}")
         return
     if as_json:
         _print_json(report.as_json())

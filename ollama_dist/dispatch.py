@@ -150,7 +150,7 @@ class Dispatcher:
     async def run(self, routed: Sequence[tuple[Job, Decision]]) -> list[Outcome]:
         if not self.cloud_batch:
             return list(await asyncio.gather(*(self._job(job, decision) for job, decision in routed)))
-        batched = [i for i, (_, d) in enumerate(routed) if d.target == "cloud"]
+        batched = [i for i, (j, d) in enumerate(routed) if d.target == "cloud" and j.error is None]
         direct = [i for i in range(len(routed)) if i not in set(batched)]
         results = await asyncio.gather(
             asyncio.gather(*(self._job(*routed[i]) for i in direct)),
@@ -179,6 +179,9 @@ class Dispatcher:
 
     async def _job(self, job: Job, decision: Decision) -> Outcome:
         climb = _Climb(Outcome(job, decision), models_key(*self._models(job)))
+        if job.error is not None:
+            self._refuse(climb)
+            return climb.outcome
         hit = self.ledger.cached(job.task.fingerprint(), job.input_hash, climb.key)
         if hit is None or not self._reuse(climb.outcome, hit, climb.key):
             for tier in self._ladder(job, decision):
@@ -188,6 +191,17 @@ class Dispatcher:
                 self._fail(climb)
         self._emit(climb.outcome)
         return climb.outcome
+
+    def _refuse(self, climb: _Climb) -> None:
+        """A job whose input could not be read fails alone, with no model call, and says why."""
+        outcome, job = climb.outcome, climb.outcome.job
+        model = self._models(job)[0 if outcome.decision.target == "local" else 2]
+        attempt = self._attempt(outcome, climb.key, lane=outcome.decision.target, backend="none", model=model,
+                                number=1, result="skipped", reason=f"input: {job.error}", final=True)
+        self.ledger.record(attempt)
+        outcome.attempts.append(attempt)
+        outcome.status, outcome.reason = "failed", job.error
+        self._emit(outcome)
 
     def _admitted(self, climb: _Climb, tier: Tier) -> bool:
         """The breaker's word before a job joins the local queue (never without a cloud to go to)."""

@@ -6,21 +6,29 @@ A job is (task, one input) with a stable id, so a later run can tell what is don
 
 from __future__ import annotations
 
-import glob as globlib
+import difflib
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from ollama_dist import inputs as inputs_io
 from ollama_dist.errors import InputError
 from ollama_dist.validate import OutputSpec, check_pattern, check_schema
-from ollama_dist.yamlfile import YamlDoc, load_yaml, validation_error
+from ollama_dist.yamlfile import YamlDoc, dotted, load_yaml, validation_error
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 TASK_SUFFIXES = (".yaml", ".yml")
+PROMPT_FIELDS = ("input", "path", "name")
+WRITE_FIELDS = ("stem", "name", "path")
+# `{word}` is a placeholder; `{{word}}` (doubled) is left as it stands, and so is any other brace
+_PLACEHOLDER = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})")
+# control characters (tab, newline and carriage return aside), DEL, C1 and lone surrogates
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 class _Strict(BaseModel):
@@ -31,6 +39,11 @@ class GitInput(_Strict):
     diff: str | None = None
     log: str | None = None
     changed: str | None = None
+
+    @field_validator("diff", "log", "changed")
+    @classmethod
+    def _revision(cls, value: str | None) -> str | None:
+        return None if value is None else inputs_io.check_revision(value)
 
     @model_validator(mode="after")
     def _one(self) -> GitInput:
@@ -123,6 +136,8 @@ class Job(_Strict):
     input_hash: str
     prompt: str
     write_path: Path | None = None
+    error: str | None = None  # why this job cannot run (its input file is binary, say): it fails alone
+    notes: tuple[str, ...] = ()  # what was done to its input on the way (bytes replaced, say)
 
     @property
     def stem(self) -> str:
@@ -197,6 +212,7 @@ def load_file(path: Path) -> list[Task]:
 
 def _task(data: dict[str, Any], doc: YamlDoc, prefix: tuple[str | int, ...],
           from_defaults: frozenset[str] = frozenset()) -> Task:
+    _check_characters(data, doc, prefix, from_defaults)
     try:
         task = Task.model_validate(data)
     except ValidationError as exc:
@@ -213,8 +229,65 @@ def _task(data: dict[str, Any], doc: YamlDoc, prefix: tuple[str | int, ...],
     return task
 
 
+def _check_characters(data: dict[str, Any], doc: YamlDoc, prefix: tuple[str | int, ...],
+                      from_defaults: frozenset[str]) -> None:
+    """No control character, DEL or lone surrogate in any string of a task (keys included):
+    none has a use in a declaration, and a lone surrogate cannot even be sent."""
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), data)]
+    while stack:
+        loc, value = stack.pop()
+        items: Iterable[tuple[str | int, Any]] = ()
+        if isinstance(value, dict):
+            items = [(k if isinstance(k, (str, int)) else str(k), v) for k, v in value.items()]
+            strings = [k for k in value if isinstance(k, str)]
+        elif isinstance(value, list):
+            items, strings = enumerate(value), []
+        else:
+            strings = [value] if isinstance(value, str) else []
+        for text in strings:
+            found = _CONTROL.search(text)
+            if found:
+                where = ("defaults",) + loc if loc and loc[0] in from_defaults else prefix + loc
+                raise InputError(f"a control character {found.group()!r} in the text", file=str(doc.path),
+                                 line=doc.line_of(where), field=dotted(prefix + loc) or None,
+                                 hint="only tab, newline and carriage return may stand in a task's text; "
+                                      "put other bytes in an input file")
+        stack.extend((loc + (k,), v) for k, v in items)
+
+
+def placeholders(template: str) -> list[str]:
+    """The `{word}` placeholders of a template, in order (a doubled `{{word}}` is not one)."""
+    return _PLACEHOLDER.findall(template)
+
+
+def fill(template: str, values: dict[str, str]) -> str:
+    """Each known `{word}` replaced by its value in one pass: a value is never expanded again."""
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+
+
+def _check_placeholders(task: Task, doc: YamlDoc, prefix: tuple[str | int, ...]) -> None:
+    """A typo such as `{inptu}` is an error. In a prompt, other words in braces are text (an
+    API path's `{id}`, say) unless they look like a known placeholder; a write template
+    knows only its own."""
+    checks = [("prompt", task.prompt, PROMPT_FIELDS, True)]
+    if task.output.write:
+        checks.append(("output.write", task.output.write, WRITE_FIELDS, False))
+    for field_name, template, known, lenient in checks:
+        for word in placeholders(template):
+            if word in known:
+                continue
+            close = difflib.get_close_matches(word, known, n=1, cutoff=0.7)
+            if lenient and not close:
+                continue
+            hint = f"did you mean `{{{close[0]}}}`?" if close else f"known here: {', '.join(f'{{{k}}}' for k in known)}"
+            raise InputError(f"unknown placeholder `{{{word}}}`", file=str(doc.path),
+                             line=doc.line_of(prefix + tuple(field_name.split("."))), field=field_name,
+                             hint=hint + (" (write `{{" + word + "}}` to keep the braces as text)" if lenient else ""))
+
+
 def _check_output(task: Task, doc: YamlDoc, prefix: tuple[str | int, ...]) -> None:
     out = task.output
+    _check_placeholders(task, doc, prefix)
     if out.pattern is not None:
         problem = check_pattern(out.pattern)
         if problem:
@@ -231,7 +304,7 @@ def _check_output(task: Task, doc: YamlDoc, prefix: tuple[str | int, ...]) -> No
                              line=doc.line_of(prefix + ("output", "format")) or doc.line_of(prefix + ("output",)),
                              field="output.format", hint="set `format: json`")
     inp = task.inputs
-    if not (inp.text or inp.files or inp.git) and "{input}" in task.prompt:
+    if not (inp.text or inp.files or inp.git) and "input" in placeholders(task.prompt):
         raise InputError("the prompt uses {input} but the task has no inputs", file=str(doc.path),
                          line=doc.line_of(prefix + ("prompt",)), field="inputs",
                          hint="add `inputs: {text: ...}` or `inputs: {files: [...]}`")
@@ -259,78 +332,10 @@ def _hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _read_input(path: Path, task: Task, root: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read input file {path}: {exc.strerror}", file=str(task.file),
-                         line=task.line_of("inputs", "files"), field="inputs.files") from exc
-    if b"\x00" in raw[:8192]:
-        raise InputError(f"input file {_rel(path, root)} is binary", file=str(task.file),
-                         line=task.line_of("inputs", "files"), field="inputs.files",
-                         hint="narrow the glob to text files")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"input file {_rel(path, root)} is not UTF-8 text", file=str(task.file),
-                         line=task.line_of("inputs", "files"), field="inputs.files", hint="narrow the glob to text files") from exc
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return path.resolve().as_posix()
-
-
-def _glob(task: Task) -> list[Path]:
-    matched: list[Path] = []
-    for pattern in task.inputs.files or []:
-        hits = sorted(Path(p) for p in globlib.glob(str(task.folder / pattern), recursive=True))
-        hits = [h for h in hits if h.is_file()]
-        if not hits:
-            raise InputError(f"the glob `{pattern}` matches no file (relative to {task.folder})",
-                             file=str(task.file), line=task.line_of("inputs", "files"), field="inputs.files",
-                             hint="paths in a task file are relative to the task file's folder")
-        matched.extend(h for h in hits if h not in matched)
-    return matched
-
-
-def _git_text(task: Task) -> str:
-    from git import Repo
-    from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
-
-    assert task.inputs.git is not None
-    what, rev = task.inputs.git.what
-    try:
-        repo = Repo(task.folder, search_parent_directories=True)
-        if what == "diff":
-            return str(repo.git.diff(rev))
-        if what == "log":
-            return str(repo.git.log(rev, "--format=%s%n%n%b%n---"))
-        return str(repo.git.diff(rev, "--name-only"))
-    except (InvalidGitRepositoryError, NoSuchPathError) as exc:
-        raise InputError("git input, but the task file is not inside a git repository", file=str(task.file),
-                         line=task.line_of("inputs", "git", what), field=f"inputs.git.{what}") from exc
-    except GitCommandError as exc:
-        detail = (exc.stderr or "").strip().splitlines()
-        raise InputError(f"git {what} {rev!r} failed: {_git_reason(detail)}", file=str(task.file),
-                         line=task.line_of("inputs", "git", what), field=f"inputs.git.{what}", hint="check the revision range") from exc
-
-
-def _git_reason(stderr_lines: list[str]) -> str:
-    for line in stderr_lines:
-        if "fatal:" in line:
-            return line.split("fatal:", 1)[1].strip(" '")
-    return stderr_lines[-1].strip("' ") if stderr_lines else "git failed"
-
-
 def render_prompt(task: Task, input_text: str, path: str | None) -> str:
-    values = {"input": input_text, "path": path or "", "name": task.name}
-    prompt = task.prompt
-    for key, value in values.items():
-        prompt = prompt.replace("{" + key + "}", value)
-    if "{input}" not in task.prompt and input_text:
+    """The prompt with its placeholders filled; the input is inserted, never itself expanded."""
+    prompt = fill(task.prompt, {"input": input_text, "path": path or "", "name": task.name})
+    if "input" not in placeholders(task.prompt) and input_text:
         prompt = f"{prompt.rstrip()}\n\n{input_text}"
     return prompt
 
@@ -339,50 +344,87 @@ def _write_path(task: Task, path: str | None, stem: str, root: Path) -> Path | N
     template = task.output.write
     if not template:
         return None
-    rendered = template.replace("{stem}", stem).replace("{name}", task.name).replace("{path}", path or stem)
+    rendered = fill(template, {"stem": stem, "name": task.name, "path": path or stem})
     target = (task.folder / rendered).resolve()
-    if not target.is_relative_to(root.resolve()):
-        raise InputError(f"`{template}` writes to {target}, outside the run's root {root.resolve()}",
+    if not target.is_relative_to(root):
+        raise InputError(f"`{template}` writes to {target}, outside the run's root {root}",
                          file=str(task.file), line=task.line_of("output", "write"), field="output.write",
                          hint="write templates must stay inside --root (no `..` out of it, no absolute paths)")
     return target
 
 
-def _job(task: Task, text: str, path: str | None, root: Path, ident: str) -> Job:
+def _job(task: Task, text: str, path: str | None, root: Path, ident: str, *,
+         error: InputError | None = None, notes: tuple[str, ...] = ()) -> Job:
     stem = Path(path).stem if path else task.name
     prompt = render_prompt(task, text, path)
+    reason = None if error is None else error.message + (f" ({error.hint})" if error.hint else "")
+    seed = prompt if reason is None else "input error\x00" + reason  # a failed job never matches a cached answer
     return Job(
         id=ident, task=task, input_text=text, input_path=path,
-        input_hash=_hash((task.system or "") + "\x00" + prompt)[:32],
-        prompt=prompt, write_path=_write_path(task, path, stem, root),
+        input_hash=_hash((task.system or "") + "\x00" + seed)[:32],
+        prompt=prompt, write_path=_write_path(task, path, stem, root), error=reason, notes=notes,
     )
 
 
-def expand(task: Task, root: Path) -> Iterator[Job]:
-    """The jobs of one task: one per matched file with `each`, else one."""
+def expand(task: Task, root: Path, *, allow_outside_root: bool = False) -> Iterator[Job]:
+    """The jobs of one task: one per matched file with `each`, else one.
+
+    A file that cannot be read as text fails its own job (the job carries the error),
+    not the load; a file outside `root` is refused for the whole load.
+    """
+    root = root.resolve()
     inp = task.inputs
     pieces: list[str] = []
+    notes: list[str] = []
     if inp.text:
         pieces.append(inp.text)
     if inp.git:
-        pieces.append(_git_text(task))
-    files = _glob(task) if inp.files else []
+        text, notes = inputs_io.git_text(task)
+        pieces.append(text)
+    files = inputs_io.matched_files(task, root, allow_outside_root=allow_outside_root) if inp.files else []
     if files and inp.each:
         extra = "\n\n".join(pieces)
         for file in files:
-            rel = _rel(file, root)
-            text = _read_input(file, task, root)
-            yield _job(task, f"{extra}\n\n{text}" if extra else text, rel, root, f"{task.name}:{rel}")
+            rel = inputs_io.rel(file, root)
+            rel_shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            try:
+                text = inputs_io.read_text(file, task, root)
+            except InputError as exc:
+                yield _job(task, "", rel_shown, root, f"{task.name}:{rel_shown}", error=exc, notes=tuple(notes))
+                continue
+            yield _job(task, f"{extra}\n\n{text}" if extra else text, rel, root, f"{task.name}:{rel}",
+                       notes=tuple(notes))
         return
+    error: InputError | None = None
     for file in files:
-        pieces.append(f"--- {_rel(file, root)} ---\n{_read_input(file, task, root)}")
-    text = "\n\n".join(pieces)
+        try:
+            pieces.append(f"--- {inputs_io.rel(file, root)} ---\n{inputs_io.read_text(file, task, root)}")
+        except InputError as exc:
+            error = error or exc
+    text = "" if error else "\n\n".join(pieces)
     ident = f"{task.name}:{_hash(text)[:12]}" if text else task.name
-    yield _job(task, text, None, root, ident)
+    yield _job(task, text, None, root, ident, error=error, notes=tuple(notes))
 
 
-def load_jobs(paths: Iterable[Path], root: Path) -> list[Job]:
+def _check_targets(jobs: list[Job]) -> None:
+    """Two jobs writing one file would keep one answer and pay for the other on every run."""
+    writers: dict[Path, Job] = {}
+    for job in jobs:
+        if job.write_path is None:
+            continue
+        first = writers.setdefault(job.write_path, job)
+        if first is not job:
+            task = job.task
+            raise InputError(f"jobs `{first.id}` and `{job.id}` both write {job.write_path}",
+                             file=str(task.file), line=task.line_of("output", "write"), field="output.write",
+                             hint="put `{stem}` or `{path}` in the write template so each job writes its own file")
+
+
+def load_jobs(paths: Iterable[Path], root: Path, *, allow_outside_root: bool = False) -> list[Job]:
+    """Every job of the task files under `paths`; inputs and outputs stay inside `root`
+    (inputs may leave it with `allow_outside_root`, for users who mean it)."""
     jobs: list[Job] = []
     for task in load_tasks(paths):
-        jobs.extend(expand(task, root))
+        jobs.extend(expand(task, root, allow_outside_root=allow_outside_root))
+    _check_targets(jobs)
     return jobs

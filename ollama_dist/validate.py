@@ -134,6 +134,8 @@ def check_pattern(pattern: str) -> str | None:
     except re.error as exc:
         where = f" at position {exc.pos}" if exc.pos is not None else ""
         return f"invalid regex {pattern!r}: {exc.msg}{where}"
+    except (OverflowError, RecursionError, MemoryError) as exc:  # `a{99999999999}`, nesting thousands deep
+        return f"regex {pattern[:60]!r} is too large for Python's `re` ({type(exc).__name__}: {exc})"
     return None
 
 

@@ -38,26 +38,109 @@ class YamlDoc:
         return YamlDoc(self.path, data, lines)
 
 
-def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
+MAX_BYTES = 1024 * 1024  # a task or config file larger than this is refused before parsing
+MAX_DEPTH = 100  # nesting levels (a schema rarely needs a tenth of this)
+ALIAS_BUDGET = 10_000  # nodes that aliases may add when expanded (an alias bomb adds billions)
+_MERGE = "tag:yaml.org,2002:merge"
+_SATURATED = 10**9  # past any 1 MiB document's own node count plus the budget
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader whose composer refuses nesting deeper than MAX_DEPTH (it recurses per level)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self._depth -= 1
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_graph(root: yaml.Node, path: Path) -> None:
+    """Refuse a recursive alias, and aliases that would expand past ALIAS_BUDGET nodes.
+
+    The composed graph shares each anchored node between its aliases; this counts the
+    expanded tree's size without building it (each node once, iteratively).
+    """
+    size: dict[int, int] = {}
+    unique = 0
+    open_ids: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            open_ids.discard(key)
+            size[key] = min(1 + sum(size[id(c)] for c in _children(node)), _SATURATED)
+            continue
+        if key in size:
+            continue
+        if key in open_ids:
+            raise InputError("a recursive alias (an anchor used inside itself)", file=str(path),
+                             line=node.start_mark.line + 1, hint="YAML aliases must not refer to an enclosing anchor")
+        open_ids.add(key)
+        unique += 1
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in size)
+    if size[id(root)] - unique > ALIAS_BUDGET:
+        raise InputError(f"aliases expand this document past {ALIAS_BUDGET:,} extra nodes", file=str(path),
+                         hint="an alias bomb? write the repeated part out, or repeat it fewer times")
+
+
+def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], path: Path) -> None:
     lines.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
+        seen: dict[tuple[str, str], int] = {}
         for key_node, value_node in node.value:
             key = str(key_node.value)
-            lines[loc + (key,)] = key_node.start_mark.line + 1
-            _walk(value_node, loc + (key,), lines)
+            line = key_node.start_mark.line + 1
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE:
+                first = seen.get((key_node.tag, key))
+                if first is not None:
+                    raise InputError(f"duplicate key `{key}` (first at line {first}, again at line {line})",
+                                     file=str(path), line=line, field=dotted(loc + (key,)),
+                                     hint="a key may appear once in a mapping; YAML would keep only the last")
+                seen[(key_node.tag, key)] = line
+            lines[loc + (key,)] = line
+            _walk(value_node, loc + (key,), lines, path)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             lines[loc + (i,)] = item.start_mark.line + 1
-            _walk(item, loc + (i,), lines)
+            _walk(item, loc + (i,), lines, path)
 
 
 def parse_yaml(text: str, path: Path) -> YamlDoc:
-    """Parse one YAML document; a syntax error becomes an InputError with its line."""
-    loader = yaml.SafeLoader(text)
+    """Parse one YAML document; a syntax error becomes an InputError with its line.
+
+    Bounded: nesting past MAX_DEPTH, a recursive alias, aliases expanding past
+    ALIAS_BUDGET nodes and a key given twice in one mapping are errors too.
+    """
+    try:
+        loader = _BoundedLoader(text)  # the reader refuses control characters here
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, text, path) from exc
     try:
         node = loader.get_single_node()
         if node is None:
             return YamlDoc(path, None, {})
+        _check_graph(node, path)
+        lines: dict[Loc, int] = {}
+        _walk(node, (), lines, path)  # before constructing: merge keys (`<<`) rewrite the nodes
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -66,20 +149,36 @@ def parse_yaml(text: str, path: Path) -> YamlDoc:
             f"not valid YAML: {exc.problem or exc}", file=str(path), line=line,
             hint="check the indentation and quoting on that line",
         ) from exc
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, text, path) from exc
     except yaml.YAMLError as exc:
         raise InputError(f"not valid YAML: {exc}", file=str(path)) from exc
     finally:
         loader.dispose()
-    lines: dict[Loc, int] = {}
-    _walk(node, (), lines)
     return YamlDoc(path, data, lines)
 
 
-def load_yaml(path: Path) -> YamlDoc:
+def _reader_error(exc: yaml.reader.ReaderError, text: str, path: Path) -> InputError:
+    line = text.count("\n", 0, exc.position) + 1 if isinstance(exc.position, int) else None
+    what = f"character #x{exc.character:04x}" if isinstance(exc.character, int) else "character"
+    return InputError(f"not valid YAML: unacceptable {what} ({exc.reason})", file=str(path), line=line,
+                      hint="a control character cannot stand in a YAML file; write it as an escape "
+                           "in a double-quoted string if it is meant")
+
+
+def load_yaml(path: Path, max_bytes: int = MAX_BYTES) -> YamlDoc:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read: {exc}", file=str(path)) from exc
+        with path.open("rb") as handle:
+            raw = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", file=str(path)) from exc
+    if len(raw) > max_bytes:
+        raise InputError(f"larger than {max_bytes // 1024 // 1024} MiB; not read", file=str(path),
+                         hint="a task or config file is a declaration: keep data in input files")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start})", file=str(path)) from exc
     return parse_yaml(text, path)
 
 
@@ -141,5 +240,6 @@ def validation_error(
     else:
         value = err.get("input")
         shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
-        message = f"{err['msg']} (got {shown[:60]})"
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        message = f"{msg} (got {shown[:60]})"
     return InputError(message, file=str(doc.path), line=line, field=field_name, hint=hint)

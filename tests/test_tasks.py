@@ -185,17 +185,29 @@ def test_duplicate_names_across_files(tmp_path: Path) -> None:
     assert "duplicate task name `same`" in str(info.value) and info.value.field == "name"
 
 
-def test_binary_input_file(tmp_path: Path) -> None:
+def test_binary_input_file_fails_its_own_job(tmp_path: Path) -> None:
     (tmp_path / "blob.bin").write_bytes(b"\x00\x01\x02abc")
+    (tmp_path / "text.bin").write_text("fine\n")
     path = write(tmp_path, "t.yaml", "name: a\nprompt: P\ninputs: {files: ['*.bin']}\n")
-    err = load_error(path)
-    assert "binary" in str(err) and err.field == "inputs.files"
+    blob, text = load_jobs([path], tmp_path)
+    assert blob.id == "a:blob.bin" and blob.error is not None
+    assert "binary" in blob.error and "field `inputs.files`" in blob.error and f"{path}:3" in blob.error
+    assert text.error is None and text.input_text == "fine\n"
 
 
-def test_non_utf8_input_file(tmp_path: Path) -> None:
+def test_non_utf8_input_file_fails_its_own_job(tmp_path: Path) -> None:
     (tmp_path / "latin.txt").write_bytes("caf\xe9".encode("latin-1"))
     path = write(tmp_path, "t.yaml", "name: a\nprompt: P\ninputs: {files: ['*.txt']}\n")
-    assert "not UTF-8" in str(load_error(path))
+    (job,) = load_jobs([path], tmp_path)
+    assert job.error is not None and "not UTF-8" in job.error
+
+
+def test_unreadable_file_fails_the_joined_job(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("AAA\n")
+    (tmp_path / "b.txt").write_bytes(b"\x00")
+    path = write(tmp_path, "t.yaml", "name: j\nprompt: P\ninputs: {files: ['*.txt'], each: false}\n")
+    (job,) = load_jobs([path], tmp_path)
+    assert job.error is not None and "b.txt is binary" in job.error and job.input_text == ""
 
 
 @pytest.mark.parametrize("template", ["../../escape.txt", "/tmp/abs.txt", "out/../../x.txt"],
