@@ -23,14 +23,14 @@ def _error(task: Task, message: str, *field: str, hint: str | None = None) -> In
     return InputError(message, file=str(task.file), line=task.line_of(*field), field=".".join(field), hint=hint)
 
 
-def rel(path: Path, root: Path) -> str:
-    """`path` relative to the (resolved) root, or absolute when outside it."""
-    resolved = path.resolve()
+def rel(resolved: Path, root: Path) -> str:
+    """A resolved path relative to the (resolved) root, or absolute when outside it."""
     return resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else resolved.as_posix()
 
 
 def matched_files(task: Task, root: Path, *, allow_outside_root: bool = False) -> list[Path]:
-    """The files the task's globs match, in glob order, each once (linear in the number of files).
+    """The files the task's globs match, resolved, in glob order, each once (linear in the
+    number of files: two links to one file are one input).
 
     A match that resolves outside `root` (an absolute path, `..` out of it, a symlinked
     file or folder pointing out) is refused unless `allow_outside_root`.
@@ -43,19 +43,17 @@ def matched_files(task: Task, root: Path, *, allow_outside_root: bool = False) -
             raise _error(task, f"the glob `{pattern}` matches no file (relative to {task.folder})",
                          "inputs", "files", hint="paths in a task file are relative to the task file's folder")
         for hit in hits:
-            if hit in matched:
-                continue
             resolved = hit.resolve()
             if not allow_outside_root and not resolved.is_relative_to(root):
                 raise _error(task, f"`{pattern}` reads {resolved}, outside the run's root {root}",
                              "inputs", "files", hint=OUTSIDE_HINT)
-            matched[hit] = None
+            matched[resolved] = None
     return list(matched)
 
 
-def read_text(path: Path, task: Task, root: Path) -> str:
-    """One input file as text; an unreadable, binary or non-UTF-8 file is an InputError for its job."""
-    shown = rel(path, root)
+def read_text(path: Path, task: Task, shown: str) -> str:
+    """One input file (shown as `shown`) as text; an unreadable, binary or non-UTF-8 file
+    is an InputError for its job."""
     if shown.encode("utf-8", "surrogateescape").decode("utf-8", "replace") != shown:
         raise _error(task, f"input file name {shown.encode('utf-8', 'surrogateescape')!r} is not UTF-8",
                      "inputs", "files", hint="rename the file, or narrow the glob")

@@ -32,9 +32,10 @@ def route_table(routed: Sequence[Routed]) -> Table:
         colour = "green" if d.target == "local" else "magenta"
         why = f"[{d.rule}] " if d.rule else ""
         if r.job.error is not None:  # it will fail without a model call
-            why = f"[fails: {r.job.error}] "
-        table.add_row(r.job.id, Text(d.target, style=colour), f"{d.score:.2f}", f"{d.confidence:.2f}",
-                      why + "; ".join(d.reasons))
+            why = f"fails: {r.job.error}; "
+        # Text, not markup: a file name or a rule in brackets must show as it is
+        table.add_row(Text(r.job.id), Text(d.target, style=colour), f"{d.score:.2f}", f"{d.confidence:.2f}",
+                      Text(why + "; ".join(d.reasons)))
     local = sum(1 for r in routed if r.decision.target == "local")
     table.caption = f"{local} local, {len(routed) - local} cloud"
     return table

@@ -388,7 +388,7 @@ def expand(task: Task, root: Path, *, allow_outside_root: bool = False) -> Itera
             rel = inputs_io.rel(file, root)
             rel_shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
             try:
-                text = inputs_io.read_text(file, task, root)
+                text = inputs_io.read_text(file, task, rel)
             except InputError as exc:
                 yield _job(task, "", rel_shown, root, f"{task.name}:{rel_shown}", error=exc, notes=tuple(notes))
                 continue
@@ -398,7 +398,8 @@ def expand(task: Task, root: Path, *, allow_outside_root: bool = False) -> Itera
     error: InputError | None = None
     for file in files:
         try:
-            pieces.append(f"--- {inputs_io.rel(file, root)} ---\n{inputs_io.read_text(file, task, root)}")
+            rel = inputs_io.rel(file, root)
+            pieces.append(f"--- {rel} ---\n{inputs_io.read_text(file, task, rel)}")
         except InputError as exc:
             error = error or exc
     text = "" if error else "\n\n".join(pieces)
