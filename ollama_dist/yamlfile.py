@@ -52,13 +52,13 @@ class _BoundedLoader(yaml.SafeLoader):
         super().__init__(stream)
         self._depth = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                raise yaml.composer.ComposerError(
-                    None, None, f"nested deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", mark)
+            return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
@@ -79,6 +79,7 @@ def _check_graph(root: yaml.Node, path: Path) -> None:
     """
     size: dict[int, int] = {}
     unique = 0
+    big: yaml.Node | None = None
     open_ids: set[int] = set()
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
@@ -87,6 +88,8 @@ def _check_graph(root: yaml.Node, path: Path) -> None:
         if done:
             open_ids.discard(key)
             size[key] = min(1 + sum(size[id(c)] for c in _children(node)), _SATURATED)
+            if big is None and size[key] > ALIAS_BUDGET:
+                big = node  # the innermost node past the budget: in a bomb, where it takes off
             continue
         if key in size:
             continue
@@ -99,6 +102,7 @@ def _check_graph(root: yaml.Node, path: Path) -> None:
         stack.extend((child, False) for child in _children(node) if id(child) not in size)
     if size[id(root)] - unique > ALIAS_BUDGET:
         raise InputError(f"aliases expand this document past {ALIAS_BUDGET:,} extra nodes", file=str(path),
+                         line=big.start_mark.line + 1 if big is not None else None,
                          hint="an alias bomb? write the repeated part out, or repeat it fewer times")
 
 
