@@ -57,7 +57,7 @@ def route(
     if history is None:
         history = {}
         if settings.ledger_path.exists():  # routing alone never creates a ledger
-            ledger = Ledger(settings.ledger_path)
+            ledger = Ledger(settings.ledger_path, read_only=True)
             try:
                 history = ledger.history({j.task.name for j in jobs})
             finally:
