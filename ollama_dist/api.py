@@ -20,7 +20,7 @@ from ollama_dist.errors import EXIT_INTERRUPTED, EXIT_JOB_FAILED, EXIT_OK
 from ollama_dist.ledger import Ledger
 from ollama_dist.pricing import PriceTable, Usage
 from ollama_dist.router import Decision, Router, TaskHistory, estimate_tokens
-from ollama_dist.tasks import Job, load_jobs
+from ollama_dist.tasks import Job, TaskSource, load_jobs
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Routed:
 
 
 def route(
-    paths: Sequence[Path],
+    paths: Sequence[TaskSource],
     *,
     root: Path | None = None,
     settings: Settings | None = None,
@@ -222,7 +222,7 @@ async def _close(lanes: Lanes) -> None:
 
 
 async def run_async(
-    paths: Sequence[Path],
+    paths: Sequence[TaskSource],
     *,
     root: Path,
     settings: Settings,
@@ -281,6 +281,6 @@ async def run_async(
         ledger.close()
 
 
-def run(paths: Sequence[Path], **kwargs: Any) -> RunReport:
+def run(paths: Sequence[TaskSource], **kwargs: Any) -> RunReport:
     """Synchronous wrapper: the one `asyncio.run` at the edge."""
     return asyncio.run(run_async(paths, **kwargs))

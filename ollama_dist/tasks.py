@@ -10,6 +10,7 @@ import glob as globlib
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from ollama_dist.errors import InputError
 from ollama_dist.validate import OutputSpec, check_pattern, check_schema
-from ollama_dist.yamlfile import YamlDoc, load_yaml, validation_error
+from ollama_dist.yamlfile import YamlDoc, load_yaml, parse_yaml, validation_error
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 TASK_SUFFIXES = (".yaml", ".yml")
@@ -132,11 +133,28 @@ class Job(_Strict):
 # ---------------------------------------------------------------- loading files
 
 
-def find_task_files(paths: Iterable[Path]) -> list[Path]:
+@dataclass(frozen=True)
+class InlineTasks:
+    """A task file's text given directly (the MCP tools' `task_yaml`). It loads as if it
+    stood at `path`, which is never read: relative paths resolve in `path`'s folder."""
+
+    text: str
+    path: Path
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+TaskSource = Path | InlineTasks
+
+
+def find_task_files(paths: Iterable[TaskSource]) -> list[TaskSource]:
     """Task files named directly, or found (recursively) in named folders."""
-    found: list[Path] = []
+    found: list[TaskSource] = []
     for path in paths:
-        if path.is_dir():
+        if isinstance(path, InlineTasks):
+            found.append(path)
+        elif path.is_dir():
             found.extend(
                 p for p in sorted(path.rglob("*"))
                 if p.suffix in TASK_SUFFIXES and p.is_file() and not _skipped(p, path)
@@ -167,8 +185,9 @@ def _merge(defaults: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def load_file(path: Path) -> list[Task]:
-    doc = load_yaml(path)
+def load_file(source: TaskSource) -> list[Task]:
+    doc = parse_yaml(source.text, source.path) if isinstance(source, InlineTasks) else load_yaml(source)
+    path = doc.path
     data = doc.data
     if not isinstance(data, dict):
         raise InputError("a task file holds one task (a mapping) or `tasks:` (a list)", file=str(path), line=1)
@@ -237,7 +256,7 @@ def _check_output(task: Task, doc: YamlDoc, prefix: tuple[str | int, ...]) -> No
                          hint="add `inputs: {text: ...}` or `inputs: {files: [...]}`")
 
 
-def load_tasks(paths: Iterable[Path]) -> list[Task]:
+def load_tasks(paths: Iterable[TaskSource]) -> list[Task]:
     tasks: list[Task] = []
     seen: dict[str, Task] = {}
     for path in find_task_files(paths):
@@ -381,7 +400,7 @@ def expand(task: Task, root: Path) -> Iterator[Job]:
     yield _job(task, text, None, root, ident)
 
 
-def load_jobs(paths: Iterable[Path], root: Path) -> list[Job]:
+def load_jobs(paths: Iterable[TaskSource], root: Path) -> list[Job]:
     jobs: list[Job] = []
     for task in load_tasks(paths):
         jobs.extend(expand(task, root))
