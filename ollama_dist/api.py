@@ -20,7 +20,7 @@ from ollama_dist.errors import EXIT_INTERRUPTED, EXIT_JOB_FAILED, EXIT_OK
 from ollama_dist.ledger import Ledger
 from ollama_dist.pricing import PriceTable, Usage
 from ollama_dist.router import Decision, Router, TaskHistory, estimate_tokens
-from ollama_dist.tasks import Job, load_jobs
+from ollama_dist.tasks import Job, TaskSource, load_jobs
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class Routed:
 
 
 def route(
-    paths: Sequence[Path],
+    paths: Sequence[TaskSource],
     *,
     root: Path | None = None,
     settings: Settings | None = None,
@@ -61,7 +61,7 @@ def route(
     if history is None:
         history = {}
         if settings.ledger_path.exists():  # routing alone never creates a ledger
-            ledger = Ledger(settings.ledger_path)
+            ledger = Ledger(settings.ledger_path, read_only=True)
             try:
                 history = ledger.history({j.task.name for j in jobs})
             finally:
@@ -226,7 +226,7 @@ async def _close(lanes: Lanes) -> None:
 
 
 async def run_async(
-    paths: Sequence[Path],
+    paths: Sequence[TaskSource],
     *,
     root: Path,
     settings: Settings,
@@ -288,6 +288,6 @@ async def run_async(
         ledger.close()
 
 
-def run(paths: Sequence[Path], **kwargs: Any) -> RunReport:
+def run(paths: Sequence[TaskSource], **kwargs: Any) -> RunReport:
     """Synchronous wrapper: the one `asyncio.run` at the edge."""
     return asyncio.run(run_async(paths, **kwargs))

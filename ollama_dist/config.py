@@ -1,9 +1,15 @@
 """Settings: where endpoints, models, thresholds, prices and the ledger live.
 
-Precedence, lowest first: defaults in code, one YAML config file (the project's
-`ollama-dist.yaml` if present in the working directory, else `config.yaml` in the
-ollama-dist home), then the environment. `Settings.sources` says where each
-effective value came from.
+Precedence, lowest first: defaults in code, `config.yaml` in the ollama-dist home
+(the user's own), the project's `ollama-dist.yaml` in the working directory on top
+of it, then the environment. `Settings.sources` says where each effective value
+came from.
+
+A project file comes with the working tree (a cloned repository), so it may not
+decide where credentials go: `cloud.api_key` and `cloud.base_url` are read only from
+the home's config or the environment, and a project file that sets them is an error.
+Local endpoints (`ollama.hosts`, `ollama.openai_compat`) are sent no key and may be
+set there.
 """
 
 from __future__ import annotations
@@ -14,13 +20,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, SecretStr, ValidationError
 
 from ollama_dist.errors import ConfigError
-from ollama_dist.yamlfile import YamlDoc, load_yaml, validation_error
+from ollama_dist.yamlfile import load_yaml, validation_error
 
 PROJECT_FILE = "ollama-dist.yaml"
 HOME_FILE = "config.yaml"
+HOME_ENV = "OLLAMA_DIST_HOME"
+# Settings that decide where the Anthropic key goes: never from a file in the working tree.
+CREDENTIAL_FIELDS: dict[tuple[str, str], str] = {
+    ("cloud", "api_key"): "ANTHROPIC_API_KEY",
+    ("cloud", "base_url"): "ANTHROPIC_BASE_URL",
+}
 
 
 class _Section(BaseModel):
@@ -79,9 +91,9 @@ class Settings(_Section):
     cloud: CloudSettings = Field(default_factory=CloudSettings)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
-    prices: dict[str, dict[str, float]] = Field(default_factory=dict)
+    prices: dict[str, dict[str, NonNegativeFloat]] = Field(default_factory=dict)
     sources: dict[str, str] = Field(default_factory=dict, exclude=True)
-    config_file: Path | None = Field(default=None, exclude=True)
+    config_files: tuple[Path, ...] = Field(default=(), exclude=True, description="home's, then project's")
 
     @property
     def ledger_path(self) -> Path:
@@ -117,61 +129,122 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[str]:
     return keys
 
 
-def _find_config_file(cwd: Path, home: Path) -> Path | None:
-    for candidate in (cwd / PROJECT_FILE, home / HOME_FILE):
-        if candidate.is_file():
-            return candidate
-    return None
+def _merge(low: Mapping[str, Any], high: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(low)
+    for key, value in high.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError as exc:  # an unreadable folder on the way
+        raise ConfigError(f"cannot look for the config file {path}: {exc.strerror}",
+                          hint="check the folder's permissions") from exc
+
+
+def _home(env: Mapping[str, str]) -> Path:
+    """The ollama-dist home: a folder (created when first needed) that can be read."""
+    given = env.get(HOME_ENV)
+    home = Path(given).expanduser() if given else Path.home() / ".ollama-dist"
+    name = f"{HOME_ENV}={home}" if given else f"the ollama-dist home {home}"
+    try:
+        exists, is_dir = home.exists(), home.is_dir()
+    except OSError as exc:
+        raise ConfigError(f"cannot reach {name}: {exc.strerror}", hint="check the permissions of its folders") from exc
+    if exists and not is_dir:
+        raise ConfigError(f"{name} is not a folder", hint=f"point {HOME_ENV} at a folder (it is created when missing)")
+    if is_dir and not os.access(home, os.R_OK | os.X_OK):
+        raise ConfigError(f"cannot read {name}: permission denied",
+                          hint=f"let your user read it (chmod u+rwx {home}) or point {HOME_ENV} elsewhere")
+    return home
+
+
+def _read_config(path: Path, home: Path, *, project: bool) -> dict[str, Any]:
+    """One config file's mapping, checked on its own so errors name this file and line."""
+    doc = load_yaml(path)
+    if doc.data is not None and not isinstance(doc.data, dict):
+        raise ConfigError("a config file must be a mapping", file=str(path), line=1)
+    data = dict(doc.data or {})
+    if "home" in data:
+        raise ConfigError(f"`home` is set by {HOME_ENV}, not the config file",
+                          file=str(path), line=doc.line_of(("home",)), field="home")
+    if project:
+        for (section, key), env_name in CREDENTIAL_FIELDS.items():
+            if isinstance(data.get(section), Mapping) and key in data[section]:
+                raise ConfigError(
+                    "not allowed in a project file: it decides where the Anthropic API key is sent, and a "
+                    "project file comes with the working tree (a cloned repository could take the key)",
+                    file=str(path), line=doc.line_of((section, key)), field=f"{section}.{key}",
+                    hint=f"move it to your own {home / HOME_FILE}, or set {env_name}")
+    try:
+        Settings.model_validate({**data, "home": home})
+    except ValidationError as exc:
+        err = validation_error(exc, doc, Settings)
+        raise ConfigError(err.message.split(": ", 1)[-1], file=err.file, line=err.line,
+                          field=err.field, hint=err.hint) from exc
+    return data
+
+
+def _ollama_hosts(value: str) -> list[str]:
+    try:
+        return [ollama_host_url(h) for h in value.split(",") if h.strip()]
+    except ValueError as exc:
+        raise ConfigError(f"OLLAMA_HOST={value!r} is not a host or URL: {exc}",
+                          hint="e.g. OLLAMA_HOST=127.0.0.1:11434 or http://gpu-box:11434") from exc
+
+
+def _env_overrides(data: dict[str, Any], env: Mapping[str, str], sources: dict[str, str]) -> None:
+    """OLLAMA_HOST, ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL over the files' values (the files
+    were validated first, so each section is a mapping or absent)."""
+    values: list[tuple[str, str, Any]] = []
+    if env.get("OLLAMA_HOST"):
+        values.append(("ollama.hosts", "OLLAMA_HOST", _ollama_hosts(env["OLLAMA_HOST"])))
+    for (section, key), name in CREDENTIAL_FIELDS.items():
+        if env.get(name):
+            values.append((f"{section}.{key}", name, env[name]))
+    for dotted_key, name, value in values:
+        section, key = dotted_key.split(".")
+        data[section] = {**(data.get(section) or {}), key: value}
+        sources[dotted_key] = f"env:{name}"
 
 
 def load_settings(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """The effective settings for a run started in `cwd` with environment `env`."""
     cwd = cwd or Path.cwd()
     env = os.environ if env is None else env
-    home = Path(env["OLLAMA_DIST_HOME"]).expanduser() if env.get("OLLAMA_DIST_HOME") else Path.home() / ".ollama-dist"
+    home = _home(env)
     sources: dict[str, str] = {}
-    if env.get("OLLAMA_DIST_HOME"):
-        sources["home"] = "env:OLLAMA_DIST_HOME"
+    if env.get(HOME_ENV):
+        sources["home"] = f"env:{HOME_ENV}"
 
     data: dict[str, Any] = {}
-    path = _find_config_file(cwd, home)
-    doc: YamlDoc | None = None
-    if path is not None:
-        doc = load_yaml(path)
-        if doc.data is not None and not isinstance(doc.data, dict):
-            raise ConfigError("a config file must be a mapping", file=str(path), line=1)
-        data = dict(doc.data or {})
-        if "home" in data:
-            raise ConfigError("`home` is set by OLLAMA_DIST_HOME, not the config file",
-                              file=str(path), line=doc.line_of(("home",)), field="home")
-        for key in _flatten(data):
+    files: list[Path] = []
+    home_file, project_file = home / HOME_FILE, cwd / PROJECT_FILE
+    candidates = [(home_file, False)]
+    if not (_is_file(home_file) and _is_file(project_file) and home_file.samefile(project_file)):
+        candidates.append((project_file, True))
+    for path, project in candidates:
+        if not _is_file(path):
+            continue
+        found = _read_config(path, home, project=project)
+        data = _merge(data, found)
+        files.append(path)
+        for key in _flatten(found):
             sources[key] = f"file:{path}"
     data["home"] = home
-
-    overrides: dict[str, tuple[str, str]] = {}
-    if env.get("OLLAMA_HOST"):
-        hosts = [ollama_host_url(h) for h in env["OLLAMA_HOST"].split(",") if h.strip()]
-        data.setdefault("ollama", {})["hosts"] = hosts
-        overrides["ollama.hosts"] = ("env:OLLAMA_HOST", "")
-    if env.get("ANTHROPIC_API_KEY"):
-        data.setdefault("cloud", {})["api_key"] = env["ANTHROPIC_API_KEY"]
-        overrides["cloud.api_key"] = ("env:ANTHROPIC_API_KEY", "")
-    if env.get("ANTHROPIC_BASE_URL"):
-        data.setdefault("cloud", {})["base_url"] = env["ANTHROPIC_BASE_URL"]
-        overrides["cloud.base_url"] = ("env:ANTHROPIC_BASE_URL", "")
-    for key, (src, _) in overrides.items():
-        sources[key] = src
+    _env_overrides(data, env, sources)
 
     try:
         settings = Settings.model_validate(data)
-    except ValidationError as exc:
-        if doc is None:
-            raise ConfigError(str(exc.errors()[0]["msg"])) from exc
-        err = validation_error(exc, doc, Settings)
-        raise ConfigError(err.message.split(": ", 1)[-1], file=err.file, line=err.line,
-                          field=err.field, hint=err.hint) from exc
+    except ValidationError as exc:  # only an environment value can be wrong here
+        raise ConfigError(str(exc.errors()[0]["msg"])) from exc
     settings.sources = sources
-    settings.config_file = path
+    settings.config_files = tuple(files)
     return settings
 
 

@@ -65,7 +65,10 @@ class LockedError(OllamaDistError):
 
 
 class LedgerError(OllamaDistError):
-    """The SQLite ledger could not be opened or written."""
+    """The SQLite ledger could not be opened, read or written (damaged, read-only, locked).
+    Exit code 2: the user must act on the file (the message says how)."""
+
+    exit_code = EXIT_BAD_INPUT
 
 
 class BackendError(OllamaDistError):

@@ -3,15 +3,21 @@
 Rows are written as they happen and committed at once, so a run killed mid-way
 keeps everything already answered. Never the API key; prompts and answers only
 when `ledger.store_text` is on.
+
+Readers (`route`, `router-status`) open the file read-only (`mode=ro`): no WAL switch,
+no migrations, so a ledger on a read-only file or folder can still be read. Every
+`sqlite3` error becomes a LedgerError naming the file and what to do.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import TypeVar
+from urllib.parse import quote
 
 from ollama_dist.errors import LedgerError
 from ollama_dist.migrations import MIGRATIONS
@@ -53,6 +59,50 @@ class Attempt:
 
 
 ATTEMPT_COLUMNS = tuple(f.name for f in fields(Attempt))
+T = TypeVar("T")
+
+
+def read_only_uri(path: Path, *, immutable: bool = False) -> str:
+    """The SQLite URI that opens `path` read-only (never creates it, never writes it)."""
+    return f"file:{quote(str(path.absolute()))}?mode=ro" + ("&immutable=1" if immutable else "")
+
+
+def open_reader(path: Path, *, timeout_s: float = 30.0) -> sqlite3.Connection:
+    """A read-only connection to the ledger file at `path`.
+
+    A WAL ledger in a folder that cannot be written, without its `-shm` file, cannot be
+    opened `mode=ro` (SQLite would have to create that file): it is then read as
+    immutable, which is safe since nothing can be writing there."""
+    for immutable in (False, True):
+        db = sqlite3.connect(read_only_uri(path, immutable=immutable), uri=True, timeout=timeout_s,
+                             isolation_level=None)
+        try:
+            db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError as exc:
+            db.close()
+            if immutable or getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_CANTOPEN or not path.is_file():
+                raise
+    raise AssertionError("unreachable")
+
+
+def ledger_error(path: Path, doing: str, exc: Exception) -> LedgerError:
+    """A sqlite3 (or OS) error on the ledger file, as one message that says what to do."""
+    text = str(exc) if isinstance(exc, sqlite3.Error) else (getattr(exc, "strerror", None) or str(exc))
+    damaged = isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
+    if damaged or any(
+            word in text for word in ("malformed", "not a database", "no such table", "no such column",
+                                      "no such index")):
+        hint = (f"the file is damaged or not an ollama-dist ledger: move it aside (mv {path} {path}.damaged) "
+                "and run again to start an empty one")
+    elif "readonly" in text or "read-only" in text or "permission" in text.lower() or "unable to open" in text:
+        hint = "check the permissions of the file and its folder (or set ledger.path elsewhere)"
+    elif "locked" in text:
+        hint = "another ollama-dist process holds it: wait for it to finish"
+    else:
+        hint = "check the path and that the disk is not full"
+    return LedgerError(f"cannot {doing} the ledger {path}: {text}", hint=hint)
 
 
 @dataclass(frozen=True)
@@ -68,18 +118,38 @@ class CachedAnswer:
 
 
 class Ledger:
-    def __init__(self, path: Path, *, timeout_s: float = 30.0) -> None:
+    """The ledger file. `read_only=True` for readers: opened with `mode=ro`, never migrated;
+    a ledger older than this version's schema is then upgraded once if it can be written."""
+
+    def __init__(self, path: Path, *, timeout_s: float = 30.0, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only
+        if read_only and self._open_reader(timeout_s):
+            return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), timeout=timeout_s, isolation_level=None)
             self._db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
             self._open(time.monotonic() + timeout_s)
-        except sqlite3.Error as exc:
-            raise LedgerError(f"cannot open the ledger {path}: {exc}",
-                              hint="check the path and that the disk is not full") from exc
+        except (sqlite3.Error, OSError) as exc:
+            raise ledger_error(path, "open", exc) from exc
 
     # ------------------------------------------------------------------ schema
+
+    def _open_reader(self, timeout_s: float) -> bool:
+        """Open read-only; False (and nothing open) when migrations are pending."""
+        try:
+            self._db = open_reader(self.path, timeout_s=timeout_s)
+            tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            done = {row[0] for row in self._db.execute("SELECT name FROM schema_migrations")} if (
+                "schema_migrations" in tables) else set()
+        except sqlite3.Error as exc:
+            raise ledger_error(self.path, "open", exc) from exc
+        if all(name in done for name, _ in MIGRATIONS):
+            return True
+        self._db.close()
+        self.read_only = False
+        return False
 
     def _open(self, deadline: float) -> None:
         """WAL mode and the migrations. Switching a new file to WAL takes an exclusive lock that
@@ -117,7 +187,7 @@ class Ledger:
                 raise
 
     def columns(self, table: str) -> list[str]:
-        return [row[1] for row in self._db.execute(f"PRAGMA table_info({table})")]
+        return self._read(lambda: [row[1] for row in self._db.execute(f"PRAGMA table_info({table})")])
 
     # ------------------------------------------------------------------ writing
 
@@ -125,7 +195,7 @@ class Ledger:
         try:
             return self._db.execute(sql, tuple(params))
         except sqlite3.Error as exc:
-            raise LedgerError(f"cannot write the ledger {self.path}: {exc}") from exc
+            raise ledger_error(self.path, "write", exc) from exc
 
     def start_run(self, run_id: str, session: str, root: str, git_head: str | None,
                   jobs: int, batch_id: str | None = None) -> None:
@@ -155,14 +225,24 @@ class Ledger:
 
     # ------------------------------------------------------------------ reading
 
+    def _read(self, query: Callable[[], T]) -> T:
+        try:
+            return query()
+        except sqlite3.Error as exc:
+            raise ledger_error(self.path, "read", exc) from exc
+
+    def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `query` on the connection; a sqlite3 error becomes a LedgerError naming the file."""
+        return self._read(lambda: query(self._db))
+
     def cached(self, task_fingerprint: str, input_hash: str, models_key: str) -> CachedAnswer | None:
         """The newest valid answer for the same task definition, input and models."""
-        row = self._db.execute(
+        row = self._read(lambda: self._db.execute(
             "SELECT job_id, model, backend, output_path, output_hash, baseline_cost_usd, input_tokens, "
             "output_tokens FROM attempts WHERE task_fingerprint = ? AND input_hash = ? AND models_key = ? "
             "AND outcome = 'ok' AND final = 1 ORDER BY id DESC LIMIT 1",
             (task_fingerprint, input_hash, models_key),
-        ).fetchone()
+        ).fetchone())
         return CachedAnswer(*row) if row else None
 
     def history(self, tasks: Iterable[str]) -> dict[str, TaskHistory]:
@@ -171,18 +251,21 @@ class Ledger:
         if not names:
             return {}
         marks = ", ".join("?" for _ in names)
-        rows = self._db.execute(
+        rows = self._read(lambda: self._db.execute(
             f"SELECT task, COUNT(DISTINCT run_id || '/' || job_id), "
             f"COUNT(DISTINCT CASE WHEN outcome = 'invalid' AND attempt >= 2 THEN run_id || '/' || job_id END) "
             f"FROM attempts WHERE lane = 'local' AND outcome != 'skipped' AND task IN ({marks}) GROUP BY task",
             names,
-        ).fetchall()
+        ).fetchall())
         return {task: TaskHistory(local_jobs=jobs, local_failures=failed) for task, jobs, failed in rows}
 
     def attempts(self, run_id: str) -> list[dict[str, object]]:
-        cur = self._db.execute("SELECT * FROM attempts WHERE run_id = ? ORDER BY id", (run_id,))
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
+        def query() -> list[dict[str, object]]:
+            cur = self._db.execute("SELECT * FROM attempts WHERE run_id = ? ORDER BY id", (run_id,))
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row)) for row in cur.fetchall()]
+
+        return self._read(query)
 
     @property
     def connection(self) -> sqlite3.Connection:

@@ -3,8 +3,13 @@
 Three tools: `route_tasks` (where each job would go, and why), `run_tasks` (run them;
 validated values, where each was answered, totals with savings) and `router_status`
 (`ollama_dist.status` for this session).
-Tasks come inline (`task_yaml`, written to a fresh folder under the ollama-dist home
-first, so relative paths in it resolve there) or as a `path` to a task file or folder.
+Tasks come inline (`task_yaml`: read as if it stood in the project directory) or as a
+`path` to a task file or folder.
+
+The project directory (`CLAUDE_PROJECT_DIR`, else the server's working directory)
+bounds what a caller can reach: `path`, `root` and every task file a folder leads to
+must resolve (symlinks followed) inside it, and the run's root, inside which inputs
+and `output.write` targets must stay, is the project directory or `root` within it.
 
 Stdout is the JSON-RPC channel and carries nothing else. While the server runs, fd 1
 points at stderr and `sys.stdout` is `sys.stderr`, so a stray `print`, a Rich console,
@@ -24,10 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import sys
-import tempfile
-import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from mcp import types
 
     from ollama_dist.config import Settings
+    from ollama_dist.tasks import TaskSource
 
 SERVER_NAME = "ollama-dist"
 VALUE_CHARS = 8000  # larger values are left in their output file; Claude Code warns past 10,000 tokens
@@ -55,13 +58,15 @@ INSTRUCTIONS = (
 _TASK_PROPERTIES: dict[str, Any] = {
     "task_yaml": {"type": "string", "description": (
         "An ollama-dist task file given inline (YAML: `name`, `prompt`, `inputs`, `output` with "
-        "`format` and `schema`; or `tasks:` a list). Relative paths in it resolve in a fresh folder "
-        "under the ollama-dist home, so give input files as absolute paths or use `inputs.text`.")},
+        "`format` and `schema`; or `tasks:` a list). It reads as if it stood in the project directory: "
+        "relative paths in it (`inputs.files`, `output.write`) resolve there, and inputs and written "
+        "outputs must stay inside the project directory.")},
     "path": {"type": "string", "description": (
-        "A task file or a folder of them, relative to the project directory.")},
+        "A task file or a folder of them, relative to the project directory; it must resolve inside "
+        "the project directory (no `..` out of it, no absolute path or symlink leading elsewhere).")},
     "root": {"type": "string", "description": (
-        "The run's root for `path` (inputs and `output.write` stay inside it); default: the project "
-        "directory.")},
+        "The run's root for `path` (inputs and `output.write` stay inside it), relative to the project "
+        "directory and inside it; default: the project directory.")},
 }
 _TASK_SCHEMA: dict[str, Any] = {"type": "object", "properties": _TASK_PROPERTIES, "additionalProperties": False}
 
@@ -130,45 +135,60 @@ def _strings(args: Mapping[str, Any], allowed: tuple[str, ...]) -> dict[str, str
     return values
 
 
-@contextlib.contextmanager
-def task_paths(args: Mapping[str, Any], state: ServerState, settings: Settings, *,
-               keep: bool) -> Iterator[tuple[list[Path], Path]]:
-    """(paths, root) for the tools' arguments; inline YAML goes to a fresh folder under the home.
+INLINE_NAME = "<task_yaml>"  # where inline tasks read as standing, in the project directory
 
-    With `keep=False` that folder is removed afterwards; a run that went through keeps
-    it, since outputs a task writes with `output.write` land in it.
-    """
+
+def inside_project(given: str, state: ServerState, argument: str) -> Path:
+    """`given` (relative to the project, or absolute) resolved with symlinks followed; an
+    InputError naming the MCP `argument` when it leads outside the project directory."""
+    try:
+        target = (state.project / given).resolve()
+    except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte, a symlink loop
+        raise InputError(f"argument `{argument}`: cannot use {given!r}: {exc}") from exc
+    if not target.is_relative_to(state.project):
+        raise InputError(f"argument `{argument}`: {given!r} leads to {target}, outside the project directory "
+                         f"{state.project}", hint=f"`{argument}` must stay inside the project directory "
+                         "(CLAUDE_PROJECT_DIR, else the server's working directory): no `..` out of it, "
+                         "no absolute path or symlink leading elsewhere")
+    return target
+
+
+def _task_files(target: Path, given: str, state: ServerState) -> list[TaskSource]:
+    """The task files `path` names, each checked to resolve inside the project."""
+    from ollama_dist.tasks import find_task_files
+
+    found = find_task_files([target])
+    for file in found:
+        real = file.resolve() if isinstance(file, Path) else state.project
+        if not real.is_relative_to(state.project):
+            raise InputError(f"argument `path`: {file} (found under {given!r}) is a link to {real}, outside the "
+                             f"project directory {state.project}",
+                             hint="task files must be inside the project directory")
+    return found
+
+
+def task_paths(args: Mapping[str, Any], state: ServerState) -> tuple[list[TaskSource], Path]:
+    """(task sources, root) for the tools' arguments, all inside the project directory."""
+    from ollama_dist.tasks import InlineTasks
+
     given = _strings(args, tuple(_TASK_PROPERTIES))
     if ("task_yaml" in given) == ("path" in given):
         raise InputError("give exactly one of `task_yaml` (the task file's YAML) or `path`")
     if "path" in given:
-        root = state.project / given["root"] if "root" in given else state.project
-        yield [state.project / given["path"]], root
-        return
+        root = inside_project(given["root"], state, "root") if "root" in given else state.project
+        return _task_files(inside_project(given["path"], state, "path"), given["path"], state), root
     if "root" in given:
-        raise InputError("`root` goes with `path`; inline tasks run in their own folder")
-    parent = settings.home / "mcp" / "inline"
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        folder = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=parent))
-        (folder / "tasks.yaml").write_text(given["task_yaml"], encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot write the inline task under {parent}: {exc.strerror}") from exc
-    done = False
-    try:
-        yield [folder / "tasks.yaml"], folder
-        done = True
-    finally:
-        if not (keep and done):
-            shutil.rmtree(folder, ignore_errors=True)
+        raise InputError("argument `root` goes with `path`; inline tasks run with the project directory as "
+                         "their root")
+    return [InlineTasks(given["task_yaml"], state.project / INLINE_NAME)], state.project
 
 
 def route_tasks(args: Mapping[str, Any], state: ServerState) -> dict[str, Any]:
     from ollama_dist import api
 
     settings = state.settings()
-    with task_paths(args, state, settings, keep=False) as (paths, root):
-        routed = api.route(paths, root=root, settings=settings)
+    paths, root = task_paths(args, state)
+    routed = api.route(paths, root=root, settings=settings)
     return {"jobs": [r.as_json() for r in routed]}
 
 
@@ -188,8 +208,8 @@ async def run_tasks(args: Mapping[str, Any], state: ServerState) -> dict[str, An
     from ollama_dist import api
 
     settings = state.settings()
-    with task_paths(args, state, settings, keep=True) as (paths, root):
-        report = await api.run_async(paths, root=root, settings=settings, session=state.session, env=state.env)
+    paths, root = task_paths(args, state)
+    report = await api.run_async(paths, root=root, settings=settings, session=state.session, env=state.env)
     data = report.as_json()
     return {"run_id": data["run_id"], "session": data["session"],
             "jobs": [_job_result(j) for j in data["jobs"]], "totals": data["totals"], "notes": data["notes"]}

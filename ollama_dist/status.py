@@ -27,7 +27,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from enum import Enum
@@ -96,10 +96,16 @@ def parse_since(text: str, now: float) -> float:
     """`7d`, `12h`, `30m`, `2w`, `90s` before `now`, or a local date/time (`2026-11-01`)."""
     match = _SINCE.match(text)
     if match:
-        return now - float(match.group(1)) * _UNIT_S[match.group(2)]
+        since = now - float(match.group(1)) * _UNIT_S[match.group(2)]
+        try:
+            datetime.fromtimestamp(since)  # a date this platform can show
+        except (OverflowError, OSError, ValueError):
+            raise InputError(f"--since {text.strip()} reaches back past any date",
+                             hint="give a shorter span (or --all for the whole ledger)") from None
+        return since
     try:
         return datetime.fromisoformat(text.strip()).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
         raise InputError(f"cannot read --since {text!r}",
                          hint="use a duration like 7d, 12h, 30m, 2w or a date like 2026-11-01") from None
 
@@ -188,9 +194,9 @@ class _Background:
             self._pool.shutdown(wait=True)
 
     def _count(self, path: str) -> int:
-        import sqlite3
+        from ollama_dist.ledger import open_reader
 
-        db = sqlite3.connect(path)
+        db = open_reader(Path(path))
         try:
             return rework(db, self.scope, window_s=self.window_s)
         finally:
@@ -350,24 +356,13 @@ def router_status(settings: Settings, *, session: str | None = None, since: str 
     if not path.exists():
         scope = resolve_scope(None, session=session, since=since, all_=all_, env=env, now=now)
         return empty_status(scope, cooldown_s=cooldown, ledger_found=False)
-    ledger = Ledger(path)
+    ledger = Ledger(path, read_only=True)
     try:
-        scope = resolve_scope(ledger.connection, session=session, since=since, all_=all_, env=env, now=now)
-        return _translated(lambda: summarize(ledger.connection, scope, cooldown_s=cooldown, now=now,
-                                             by_day=by_day), path)
+        scope = ledger.read(lambda conn: resolve_scope(conn, session=session, since=since, all_=all_, env=env,
+                                                       now=now))
+        return ledger.read(lambda conn: summarize(conn, scope, cooldown_s=cooldown, now=now, by_day=by_day))
     finally:
         ledger.close()
-
-
-def _translated(compute: Callable[[], RouterStatus], path: Path) -> RouterStatus:
-    import sqlite3
-
-    from ollama_dist.errors import LedgerError
-
-    try:
-        return compute()
-    except sqlite3.Error as exc:
-        raise LedgerError(f"cannot read the ledger {path}: {exc}") from exc
 
 
 class By(str, Enum):

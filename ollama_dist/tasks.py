@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from ollama_dist import inputs as inputs_io
 from ollama_dist.errors import InputError
 from ollama_dist.validate import OutputSpec, check_pattern, check_schema
-from ollama_dist.yamlfile import YamlDoc, dotted, load_yaml, validation_error
+from ollama_dist.yamlfile import MAX_BYTES, YamlDoc, dotted, load_yaml, parse_yaml, validation_error
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 TASK_SUFFIXES = (".yaml", ".yml")
@@ -147,11 +148,28 @@ class Job(_Strict):
 # ---------------------------------------------------------------- loading files
 
 
-def find_task_files(paths: Iterable[Path]) -> list[Path]:
+@dataclass(frozen=True)
+class InlineTasks:
+    """A task file's text given directly (the MCP tools' `task_yaml`). It loads as if it
+    stood at `path`, which is never read: relative paths resolve in `path`'s folder."""
+
+    text: str
+    path: Path
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+TaskSource = Path | InlineTasks
+
+
+def find_task_files(paths: Iterable[TaskSource]) -> list[TaskSource]:
     """Task files named directly, or found (recursively) in named folders."""
-    found: list[Path] = []
+    found: list[TaskSource] = []
     for path in paths:
-        if path.is_dir():
+        if isinstance(path, InlineTasks):
+            found.append(path)
+        elif path.is_dir():
             found.extend(
                 p for p in sorted(path.rglob("*"))
                 if p.suffix in TASK_SUFFIXES and p.is_file() and not _skipped(p, path)
@@ -182,8 +200,15 @@ def _merge(defaults: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def load_file(path: Path) -> list[Task]:
-    doc = load_yaml(path)
+def load_file(source: TaskSource) -> list[Task]:
+    if isinstance(source, InlineTasks):
+        if len(source.text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+            raise InputError(f"the task text is larger than {MAX_BYTES:,} bytes", file=str(source.path),
+                             hint="split the work into several task files")
+        doc = parse_yaml(source.text, source.path)
+    else:
+        doc = load_yaml(source)
+    path = doc.path
     data = doc.data
     if not isinstance(data, dict):
         raise InputError("a task file holds one task (a mapping) or `tasks:` (a list)", file=str(path), line=1)
@@ -310,7 +335,7 @@ def _check_output(task: Task, doc: YamlDoc, prefix: tuple[str | int, ...]) -> No
                          hint="add `inputs: {text: ...}` or `inputs: {files: [...]}`")
 
 
-def load_tasks(paths: Iterable[Path]) -> list[Task]:
+def load_tasks(paths: Iterable[TaskSource]) -> list[Task]:
     tasks: list[Task] = []
     seen: dict[str, Task] = {}
     for path in find_task_files(paths):
@@ -421,7 +446,7 @@ def _check_targets(jobs: list[Job]) -> None:
                              hint="put `{stem}` or `{path}` in the write template so each job writes its own file")
 
 
-def load_jobs(paths: Iterable[Path], root: Path, *, allow_outside_root: bool = False) -> list[Job]:
+def load_jobs(paths: Iterable[TaskSource], root: Path, *, allow_outside_root: bool = False) -> list[Job]:
     """Every job of the task files under `paths`; inputs and outputs stay inside `root`
     (inputs may leave it with `allow_outside_root`, for users who mean it)."""
     jobs: list[Job] = []

@@ -306,3 +306,23 @@ async def test_errors_are_translated_and_never_show_the_key(
     assert caught.value.__cause__ is not None  # translated where it entered, `from exc`
     for text in (str(caught.value), repr(caught.value), repr(caught.value.__cause__), repr(claude)):
         assert KEY not in text
+
+
+@pytest.mark.parametrize("echo", [KEY[:12], KEY[:20] + "...", f"{KEY[:14]}...{KEY[-4:]}"],
+                         ids=["12-chars", "20-chars", "head-and-tail"])
+async def test_an_echoed_prefix_of_the_key_is_scrubbed_too(server: AnthropicServer, echo: str) -> None:
+    claude = ClaudeBackend(api_key=KEY, base_url=server.url, max_retries=0)
+    server.fail_next(401, message=f"invalid x-api-key: {echo} (check the key)")
+    with pytest.raises(AuthError) as caught:
+        await claude.complete(ask())
+    await claude.aclose()
+    text = str(caught.value)
+    assert KEY[:12] not in text and "***" in text and "check the key" in text
+
+
+def test_scrub_keeps_text_that_only_shares_a_short_prefix() -> None:
+    from ollama_dist.backends.claude import scrub
+
+    assert scrub(f"a {KEY[:11]} b", KEY) == f"a {KEY[:11]} b"  # under 12 characters: not the key
+    assert scrub(f"a {KEY} b {KEY[:15]}", KEY) == "a *** b ***"
+    assert scrub("a abc b", "abc") == "a *** b"  # a short key is scrubbed where it stands whole

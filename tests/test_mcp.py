@@ -213,27 +213,90 @@ async def test_package_errors_are_tool_errors_and_the_server_lives_on(world: dic
     assert world["ollama"].requests == [] and world["claude"].requests == []
 
 
-def test_inline_tasks_resolve_in_their_own_folder_under_the_home(isolated_home: Path, tmp_path: Path) -> None:
-    state = mcp_server.ServerState("s", tmp_path, {"OLLAMA_DIST_HOME": str(isolated_home)})
-    settings = state.settings()
-    with mcp_server.task_paths({"task_yaml": CITY}, state, settings, keep=False) as (paths, root):
-        (path,) = paths
-        assert path.parent == root and root.parent == isolated_home / "mcp" / "inline"
-        assert path.read_text() == CITY
-    assert not root.exists()
-    with mcp_server.task_paths({"task_yaml": CITY}, state, settings, keep=True) as (paths, root):
-        pass
-    assert root.is_dir()  # a run keeps the folder: outputs written with `output.write` live there
-    with pytest.raises(InputError):
-        with mcp_server.task_paths({"task_yaml": "name: [bad"}, state, settings, keep=True) as (paths, failed):
-            raise InputError("the task file did not load")
-    assert not failed.exists()
+def test_inline_tasks_read_as_standing_in_the_project(tmp_path: Path) -> None:
+    from ollama_dist.tasks import InlineTasks
+
+    state = mcp_server.ServerState("s", tmp_path.resolve(), {})
+    (source,), root = mcp_server.task_paths({"task_yaml": CITY}, state)
+    assert isinstance(source, InlineTasks) and source.text == CITY
+    assert source.path.parent == root == tmp_path.resolve()
+    assert not source.path.exists()  # nothing is written for an inline task
     with pytest.raises(InputError, match="exactly one"):
-        with mcp_server.task_paths({}, state, settings, keep=False):
-            pass
+        mcp_server.task_paths({}, state)
     with pytest.raises(InputError, match="must be a string"):
-        with mcp_server.task_paths({"path": 3}, state, settings, keep=False):
-            pass
+        mcp_server.task_paths({"path": 3}, state)
+    with pytest.raises(InputError, match="argument `root` goes with `path`; inline tasks run with the project directory"):
+        mcp_server.task_paths({"task_yaml": CITY, "root": "."}, state)
+
+
+EVIL = textwrap.dedent("""\
+    name: evil
+    prompt: Say hello as JSON.
+    inputs: {text: "hello"}
+    output: {format: json, write: "pwned.json"}
+    """)
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A folder beside the project, holding a task file that writes next to itself."""
+    folder = tmp_path / "outside"
+    folder.mkdir()
+    (folder / "evil.yaml").write_text(EVIL)
+    (folder / "secret.txt").write_text("the outside secret")
+    return folder
+
+
+def files_under(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+async def test_path_and_root_cannot_leave_the_project(world: dict[str, Any], outside: Path, tmp_path: Path) -> None:
+    project = Path.cwd()
+    Path("t").mkdir()
+    Path("t/city.yaml").write_text(CITY)
+    Path("link.yaml").symlink_to(outside / "evil.yaml")
+    Path("linked_dir").symlink_to(outside)
+    Path("folder").mkdir()
+    Path("folder/evil.yaml").symlink_to(outside / "evil.yaml")
+    before = files_under(outside)
+    refused = [  # (tool, arguments, the MCP argument the error must name)
+        ("run_tasks", {"path": "../outside/evil.yaml", "root": "/"}, "root"),
+        ("run_tasks", {"path": "../outside/evil.yaml"}, "path"),
+        ("run_tasks", {"path": str(outside / "evil.yaml")}, "path"),
+        ("route_tasks", {"path": "../outside"}, "path"),
+        ("run_tasks", {"path": "t/city.yaml", "root": "../.."}, "root"),
+        ("run_tasks", {"path": "t/city.yaml", "root": "/"}, "root"),
+        ("run_tasks", {"path": "t/city.yaml", "root": str(outside)}, "root"),
+        ("run_tasks", {"path": "link.yaml"}, "path"),
+        ("run_tasks", {"path": "linked_dir/evil.yaml"}, "path"),
+        ("run_tasks", {"path": "folder"}, "path"),
+        ("run_tasks", {"path": "t/\x00.yaml"}, "path"),
+    ]
+    async with connect(tmp_path, world["env"], project) as wire:
+        for tool, args, argument in refused:
+            result = await wire.call(tool, args)
+            text = result.content[0].text
+            assert result.is_error, (args, text)
+            assert f"argument `{argument}`" in text, (args, text)
+            assert "outside the project directory" in text or "cannot use" in text, (args, text)
+            assert "--root" not in text and "the outside secret" not in text, (args, text)
+        # an inline task's write target resolves in the project and may not leave it
+        out = await wire.call("run_tasks", {"task_yaml": EVIL.replace("pwned.json", "../outside/pwned.json")})
+        assert out.is_error and "outside the run's root" in out.content[0].text
+        # inside the project all is well: relative inputs and writes resolve in it
+        world["ollama"].script(['{"city": "Lisbon"}'])
+        Path("notes.txt").write_text("Our office moved to Lisbon last spring.")
+        inline = CITY.replace('inputs: {text: "Our office moved to Lisbon last spring."}',
+                              "inputs: {files: [notes.txt]}").replace("format: json", "format: json\n  write: out/{name}.json")
+        ran = await wire.call("run_tasks", {"task_yaml": inline})
+        assert not ran.is_error, ran.content[0].text
+        assert json.loads((project / "out" / "city.json").read_text()) == {"city": "Lisbon"}
+        assert "Lisbon last spring" in world["ollama"].requests[0]["messages"][-1]["content"]
+        inside = await wire.call("route_tasks", {"path": str(project / "t" / "city.yaml"), "root": "t"})
+        assert not inside.is_error, inside.content[0].text
+    assert files_under(outside) == before  # nothing outside was written
+    assert len(world["ollama"].requests) == 1 and world["claude"].requests == []
 
 
 def test_session_is_the_claude_code_session_or_one_per_server(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ollama_dist.errors import ConfigError
@@ -45,3 +47,32 @@ def test_overrides_from_config() -> None:
     assert table.taken == "2026-11-24"
     with pytest.raises(ConfigError, match="lacks output"):
         PriceTable.load({"half-priced": {"input": 1}})
+
+
+@pytest.mark.parametrize(("text", "line", "field"), [
+    ("taken: x\nbatch_discount: 0.5\nmodels:\n  m:\n    input: -0.5\n    output: 1\n", 5, "models.m.input"),
+    ("taken: x\nbatch_discount: 0.5\nmodels:\n  m: {input: 1, output: .nan}\n", 4, "models.m.output"),
+    ("taken: x\nbatch_discount: 0.5\nmodels:\n  m: {input: 1, output: cheap}\n", 4, "models.m.output"),
+    ("taken: x\nbatch_discount: -2\nmodels:\n  m: {input: 1, output: 1}\n", 2, "batch_discount"),
+], ids=["negative", "nan", "text", "discount"])
+def test_a_bad_price_in_the_data_file_names_file_line_and_field(tmp_path: Path, text: str, line: int,
+                                                                field: str) -> None:
+    table = tmp_path / "prices.yaml"
+    table.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        PriceTable.load(source=table)
+    assert f"{table}:{line} field `{field}`" in str(caught.value)
+
+
+def test_a_negative_price_in_the_config_is_refused_where_it_stands() -> None:
+    from typer.testing import CliRunner
+
+    from ollama_dist.cli import app
+
+    Path("ollama-dist.yaml").write_text("prices:\n  claude-sonnet-5-5:\n    input: -2.0\n    output: 10\n")
+    result = CliRunner().invoke(app, ["config"])
+    assert result.exit_code == 2, result.output
+    assert "ollama-dist.yaml:3 field `prices.claude-sonnet-5-5.input`" in result.stderr
+    assert "greater than or equal to 0" in result.stderr
+    with pytest.raises(ConfigError, match="prices.m.input"):
+        PriceTable.load({"m": {"input": -1.0, "output": 1.0}})

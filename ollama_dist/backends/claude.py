@@ -54,6 +54,7 @@ API_KEY_ENV = "ANTHROPIC_API_KEY"
 EFFORTS = ("low", "medium", "high", "xhigh", "max")
 Effort = Literal["low", "medium", "high", "xhigh", "max"]
 _KEY_HINT = f"set {API_KEY_ENV} to a valid Anthropic API key (or pass api_key=)"
+SCRUB_MIN_ECHO = 12  # an echoed prefix of the key this long is scrubbed too
 _GENERATION = re.compile(r"^claude-(?:[a-z]+-)?(\d+)(?:[-.]|$)")
 
 
@@ -249,7 +250,8 @@ class ClaudeBackend:
         """The `ollama_dist.errors` equivalent of an SDK exception, with the key scrubbed."""
         error = _translate(exc, model=model, timeout_s=timeout_s, base_url=self._where())
         if self._key is not None and self._key.value:
-            error.message = error.message.replace(self._key.value, "***")
+            error.message = scrub(error.message, self._key.value)
+            error.hint = scrub(error.hint, self._key.value) if error.hint else error.hint
             error.args = (error.message,)
         return error
 
@@ -257,6 +259,24 @@ class ClaudeBackend:
         if self._client is not None:
             return str(self._client.base_url).rstrip("/")
         return self._base_url or "the Anthropic API"
+
+
+def scrub(text: str, secret: str, *, min_echo: int = SCRUB_MIN_ECHO) -> str:
+    """`text` with `secret` replaced by `***`, and also any echo of its first `min_echo` or more
+    characters (servers often quote a truncated key: `invalid x-api-key sk-ant-api03-AbCd...`)."""
+    if not secret:
+        return text
+    if len(secret) < min_echo:
+        return text.replace(secret, "***")
+    head, out, start = secret[:min_echo], [], 0
+    while (found := text.find(head, start)) >= 0:
+        end = found + min_echo
+        while end < len(text) and end - found < len(secret) and text[end] == secret[end - found]:
+            end += 1
+        out.append(text[start:found] + "***")
+        start = end
+    out.append(text[start:])
+    return "".join(out)
 
 
 def strict_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
