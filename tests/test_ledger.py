@@ -15,7 +15,7 @@ PINNED_ATTEMPTS = [
     "baseline_cost_usd", "git_head", "output_path", "output_hash", "prompt_text", "answer_text",
 ]
 PINNED_RUNS = ["run_id", "session", "batch_id", "started_at", "finished_at", "root", "git_head", "jobs",
-               "exit_code"]
+               "exit_code", "error"]
 
 
 def test_schema_is_pinned(tmp_path: Path) -> None:
