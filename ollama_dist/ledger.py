@@ -67,6 +67,10 @@ class CachedAnswer:
     output_tokens: int
 
 
+def _utf8(value: object) -> object:
+    return value.encode("utf-8", errors="replace").decode("utf-8") if isinstance(value, str) else value
+
+
 class Ledger:
     def __init__(self, path: Path, *, timeout_s: float = 30.0) -> None:
         self.path = path
@@ -122,8 +126,12 @@ class Ledger:
     # ------------------------------------------------------------------ writing
 
     def _write(self, sql: str, params: Iterable[object]) -> sqlite3.Cursor:
+        values = tuple(params)
         try:
-            return self._db.execute(sql, tuple(params))
+            try:
+                return self._db.execute(sql, values)
+            except UnicodeEncodeError:  # a lone surrogate (an answer may escape one): kept as '?'
+                return self._db.execute(sql, tuple(_utf8(v) for v in values))
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot write the ledger {self.path}: {exc}") from exc
 
