@@ -6,6 +6,11 @@ second told why the first was invalid; then it climbs to Claude. It climbs at on
 when the local backend is unreachable, times out, is busy or lacks the model, or
 when the latency breaker is open. Every attempt is recorded in the ledger as it
 happens, so a killed run loses nothing already answered.
+
+Failures stay with their job: an unexpected error fails that job (recorded as
+`internal_error`, the run goes on); an output that cannot be written fails its job
+but its answer is recorded and kept in the run's folder; an output edited by hand
+since it was written is kept and nothing is asked (unless `--force`).
 """
 
 from __future__ import annotations
@@ -182,7 +187,7 @@ class Dispatcher:
                          f"internal_error: {type(exc).__name__}", None, final=True)
         except LedgerError:
             raise
-        except Exception:  # noqa: S110  the row could not be built either (the same bad text): the job still fails
+        except Exception:  # the row could not be written either (the same bad text): the job still fails
             pass
 
     def _admitted(self, climb: _Climb, tier: Tier) -> bool:
