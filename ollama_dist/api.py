@@ -16,7 +16,7 @@ from ollama_dist.breaker import Breaker
 from ollama_dist.config import Settings, load_settings
 from ollama_dist.dispatch import Dispatcher, Event, Outcome, RunContext
 from ollama_dist.lanes import Lanes
-from ollama_dist.errors import EXIT_INTERRUPTED, EXIT_JOB_FAILED, EXIT_OK
+from ollama_dist.errors import EXIT_INTERRUPTED, EXIT_JOB_FAILED, EXIT_OK, OllamaDistError, RunDied
 from ollama_dist.ledger import Ledger
 from ollama_dist.pricing import PriceTable, Usage
 from ollama_dist.router import Decision, Router, TaskHistory, estimate_tokens
@@ -146,6 +146,7 @@ class RunReport:
             "run_id": self.run_id,
             "session": self.session,
             "dry_run": self.dry_run,
+            "interrupted": self.interrupted,
             "jobs": [job_json(o) for o in self.outcomes],
             "totals": self.totals(),
             "notes": self.notes,
@@ -162,6 +163,7 @@ def job_json(o: Outcome) -> dict[str, Any]:
         "attempts": len(o.attempts),
         "escalated": o.escalated,
         "cache_hit": o.cache_hit,
+        "kept_edit": o.kept_edit,
         "reason": o.reason,
         "output": o.output_path,
         "value": o.value,
@@ -234,14 +236,22 @@ async def run_async(
     dry_run: bool = False,
     on_start: Callable[[list[Routed]], None] | None = None,
     on_event: Callable[[Event], None] | None = None,
+    on_interrupt: Callable[[RunReport], None] | None = None,
     lanes: Lanes | None = None,
     env: Mapping[str, str] | None = None,
     batch_id: str | None = None,
     shadow_rate: float = 0.0,
     cloud_batch: bool = False,
     allow_outside_root: bool = False,
+    force: bool = False,
 ) -> RunReport:
-    """Load, route and run every job; every attempt lands in the ledger as it happens."""
+    """Load, route and run every job; every attempt lands in the ledger as it happens.
+
+    Cancelled (Ctrl-C, SIGTERM at the CLI), the run is recorded as interrupted and
+    `on_interrupt` gets the report of the jobs that finished before CancelledError goes on.
+    An unexpected error is recorded as the run's death and raised as RunDied. `force`
+    overwrites outputs edited since they were written (else they are kept, unasked).
+    """
     env = os.environ if env is None else env
     root = root.resolve()
     jobs = load_jobs(paths, root, allow_outside_root=allow_outside_root)
@@ -262,30 +272,72 @@ async def run_async(
         prices.baseline(settings.models.cloud, Usage())  # fail early on an unpriced cloud model
         head = git_head(root)
         ledger.start_run(run_id, session, str(root), head, len(jobs), batch_id)
-        lanes = lanes or build_lanes(settings)
-        ctx = RunContext(run_id, session, root, settings.home / "runs" / run_id, head, settings.ledger.store_text)
-        dispatcher = Dispatcher(settings, lanes, ledger, prices, Breaker(settings.breaker), ctx, on_event=on_event,
-                                shadow_rate=shadow_rate, cloud_batch=cloud_batch,
-                                batch_poll_s=settings.cloud.batch_poll_s)
+        ctx = RunContext(run_id, session, root, settings.home / "runs" / run_id, head, settings.ledger.store_text,
+                         force=force)
         report = RunReport(run_id, session, [], notes=notes)
-        try:
-            report.outcomes = await dispatcher.run([(r.job, r.decision) for r in routed])
-        except asyncio.CancelledError:
-            report.interrupted = True
-            raise
-        finally:
-            await _close(lanes)
-            ledger.finish_run(run_id, report.exit_code)
-            from ollama_dist import telemetry
-
-            telemetry.export_run(ledger.connection, run_id)  # nothing unless OpenTelemetry is set up
+        await _dispatch(report, routed, _Run(settings, ledger, prices, ctx, lanes, on_event, on_interrupt,
+                                             shadow_rate, cloud_batch))
         if settings.cloud.api_key is None and any(o.status == "failed" and any(
                 a.reason == "auth" for a in o.attempts) for o in report.outcomes):
             report.notes.append("jobs that need Claude failed: set ANTHROPIC_API_KEY to let them run "
                                 "(and to escalate invalid local answers)")
+        report.notes.extend(o.reason for o in report.outcomes if o.kept_edit and o.reason)
         return report
     finally:
         ledger.close()
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What the dispatch of one started run needs."""
+
+    settings: Settings
+    ledger: Ledger
+    prices: PriceTable
+    ctx: RunContext
+    lanes: Lanes | None
+    on_event: Callable[[Event], None] | None
+    on_interrupt: Callable[[RunReport], None] | None
+    shadow_rate: float
+    cloud_batch: bool
+
+
+async def _dispatch(report: RunReport, routed: Sequence[Routed], run: _Run) -> None:
+    """Run the jobs of a started run and record how it ended: finished, interrupted or died."""
+    lanes: Lanes | None = None
+    dispatcher: Dispatcher | None = None
+    code: int | None = None  # set when the run ends early
+    error: str | None = None
+    try:
+        lanes = run.lanes or build_lanes(run.settings)
+        dispatcher = Dispatcher(run.settings, lanes, run.ledger, run.prices, Breaker(run.settings.breaker), run.ctx,
+                                on_event=run.on_event, shadow_rate=run.shadow_rate, cloud_batch=run.cloud_batch,
+                                batch_poll_s=run.settings.cloud.batch_poll_s)
+        report.outcomes = await dispatcher.run([(r.job, r.decision) for r in routed])
+    except asyncio.CancelledError:
+        report.interrupted, error = True, "interrupted"
+        report.outcomes = list(dispatcher.finished) if dispatcher else []
+        report.notes.append(f"interrupted: {len(report.outcomes)} of {len(routed)} job(s) finished; "
+                            "a re-run reuses their answers")
+        if run.on_interrupt is not None:
+            run.on_interrupt(report)
+        raise
+    except Exception as exc:
+        report.outcomes = list(dispatcher.finished) if dispatcher else []
+        code = exc.exit_code if isinstance(exc, OllamaDistError) else EXIT_JOB_FAILED
+        error = f"died: {type(exc).__name__}"  # the kind only: a message may quote prompts or answers
+        if isinstance(exc, OllamaDistError):
+            raise
+        raise RunDied(f"run {run.ctx.run_id} stopped on an unexpected error: {type(exc).__name__}: {exc}",
+                      hint="the ledger records the run as died; answers recorded before it are kept and a "
+                           "re-run reuses them. This is a bug in ollama-dist: please report it") from exc
+    finally:
+        if lanes is not None:
+            await _close(lanes)
+        run.ledger.finish_run(run.ctx.run_id, report.exit_code if code is None else code, error)
+        from ollama_dist import telemetry
+
+        telemetry.export_run(run.ledger.connection, run.ctx.run_id)  # nothing unless OpenTelemetry is set up
 
 
 def run(paths: Sequence[TaskSource], **kwargs: Any) -> RunReport:

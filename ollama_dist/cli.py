@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ollama_dist.exits import handled
+
+if TYPE_CHECKING:
+    from ollama_dist import api
 
 app = typer.Typer(
     name="ollama-dist",
@@ -72,10 +76,10 @@ def run(
     cloud_batch: Annotated[bool, typer.Option("--cloud-batch", help=(
         "Send cloud-routed jobs through the Message Batches API: half price, answers within 24 h."))] = False,
     allow_outside_root: OutsideOpt = False,
+    force: Annotated[bool, typer.Option("--force", help=(
+        "Answer again and overwrite outputs edited since ollama-dist wrote them (else they are kept)."))] = False,
 ) -> None:
     """Run the jobs: local ones on Ollama, the rest on Claude; validate, escalate, record."""
-    import asyncio
-
     from ollama_dist import api, lock, render
     from ollama_dist.config import load_settings
 
@@ -102,11 +106,17 @@ def run(
         if progress is not None:
             progress.update(event)
 
+    partial: list[api.RunReport] = []
     try:
-        report = asyncio.run(api.run_async(paths, root=root, settings=settings, session=session,
-                                           dry_run=dry_run, on_start=started, on_event=finished,
-                                           batch_id=batch_id, shadow_rate=shadow, cloud_batch=cloud_batch,
-                                           allow_outside_root=allow_outside_root))
+        report = _until_signalled(api.run_async(
+            paths, root=root, settings=settings, session=session, dry_run=dry_run, on_start=started,
+            on_event=finished, on_interrupt=partial.append, batch_id=batch_id, shadow_rate=shadow,
+            cloud_batch=cloud_batch, force=force,
+            allow_outside_root=allow_outside_root))
+    except KeyboardInterrupt:
+        if not partial:
+            raise  # before the run started: nothing to report
+        report = partial[0]
     finally:
         if progress is not None:
             progress.__exit__(None, None, None)
@@ -132,8 +142,43 @@ def run(
         out.print(render.summary_table(report))
     for note in report.notes:
         err.print(f"note: {note}")
+    if report.interrupted:
+        err.print("interrupted")
     if report.exit_code:
         raise typer.Exit(report.exit_code)
+
+
+def _until_signalled(main: Coroutine[Any, Any, api.RunReport]) -> api.RunReport:
+    """`asyncio.run(main)`, where SIGTERM ends the run as Ctrl-C does: cancelled, then KeyboardInterrupt."""
+    import asyncio
+    import signal
+    from contextlib import suppress
+
+    terminated: list[bool] = []
+
+    async def guarded() -> api.RunReport:
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+
+        def terminate() -> None:
+            terminated.append(True)
+            loop.remove_signal_handler(signal.SIGTERM)  # a second SIGTERM ends the process at once
+            if task is not None:
+                task.cancel()
+
+        with suppress(NotImplementedError, RuntimeError, ValueError):  # no signals here (Windows, a thread)
+            loop.add_signal_handler(signal.SIGTERM, terminate)
+        try:
+            return await main
+        finally:
+            with suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signal.SIGTERM)
+
+    try:
+        return asyncio.run(guarded())
+    except asyncio.CancelledError:
+        if terminated:
+            raise KeyboardInterrupt from None
+        raise
 
 
 @app.command()

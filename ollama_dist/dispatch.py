@@ -6,6 +6,11 @@ second told why the first was invalid; then it climbs to Claude. It climbs at on
 when the local backend is unreachable, times out, is busy or lacks the model, or
 when the latency breaker is open. Every attempt is recorded in the ledger as it
 happens, so a killed run loses nothing already answered.
+
+Failures stay with their job: an unexpected error fails that job (recorded as
+`internal_error`, the run goes on); an output that cannot be written fails its job
+but its answer is recorded and kept in the run's folder; an output edited by hand
+since it was written is kept and nothing is asked (unless `--force`).
 """
 
 from __future__ import annotations
@@ -21,16 +26,16 @@ from typing import Literal
 from ollama_dist.backends.base import Backend, Completion, Message, Request
 from ollama_dist.breaker import Breaker
 from ollama_dist.config import Settings
-from ollama_dist.errors import BackendError, BreakerOpen
+from ollama_dist.errors import BackendError, BreakerOpen, LedgerError, OutputError
 from ollama_dist.lanes import Lanes
 from ollama_dist.ledger import Attempt, CachedAnswer, Ledger
-from ollama_dist.outputs import digest, read_verified, run_output_path, write_atomic
+from ollama_dist.outcome import Event as Event, Outcome as Outcome  # re-exported: api, render
+from ollama_dist.outputs import Delivery, deliver, digest, edited, read_text, read_verified, write_atomic
 from ollama_dist.pricing import PriceTable, Usage
 from ollama_dist.router import Decision
 from ollama_dist.tasks import Job
-from ollama_dist.validate import Verdict, feedback, validate
+from ollama_dist.validate import Verdict, feedback, reason_kind, validate
 
-Status = Literal["ok", "failed"]
 TRUNCATED = frozenset({"length", "max_tokens", "model_context_window_exceeded"})
 LOCAL_ATTEMPTS = 2
 CLOUD_ATTEMPTS = 2
@@ -44,6 +49,7 @@ class RunContext:
     out_dir: Path
     git_head: str | None = None
     store_text: bool = False
+    force: bool = False  # overwrite outputs edited since they were written
 
 
 @dataclass(frozen=True)
@@ -56,47 +62,6 @@ class Tier:
 
 
 @dataclass
-class Outcome:
-    job: Job
-    decision: Decision
-    status: Status = "failed"
-    attempts: list[Attempt] = field(default_factory=list)
-    reason: str | None = None
-    output_path: str | None = None
-    value: object = None
-    cache_hit: bool = False
-    shadow: list[Attempt] = field(default_factory=list)  # cloud answers asked for comparison only
-
-    @property
-    def actual_model(self) -> str | None:
-        for a in reversed(self.attempts):
-            if a.outcome in ("ok", "cache_hit"):
-                return a.model
-        return self.attempts[-1].model if self.attempts else None
-
-    @property
-    def escalated(self) -> bool:
-        """Routed local, answered (or last tried) on the cloud in this run."""
-        return (self.decision.target == "local" and not self.cache_hit
-                and any(a.lane == "cloud" for a in self.attempts))
-
-    @property
-    def escalation_reason(self) -> str | None:
-        """Why the job left the local lane: the outcome of its last local attempt."""
-        if not self.escalated:
-            return None
-        local = [a for a in self.attempts if a.lane == "local"]
-        if not local:
-            return "no_local_backend"
-        last = local[-1]
-        return "invalid" if last.outcome == "invalid" else (last.reason or last.outcome)
-
-    @property
-    def answered_locally(self) -> bool:
-        return self.status == "ok" and self.attempts[-1].lane == "local"
-
-
-@dataclass
 class _Climb:
     """One job's way up the ladder: its attempt count, the reasons so far, its last ledger row."""
 
@@ -105,13 +70,7 @@ class _Climb:
     number: int = 0
     last_row: int | None = None
     reasons: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Event:
-    """Progress for a display: one finished job."""
-
-    outcome: Outcome
+    tier: Tier | None = None  # the tier being tried
 
 
 def models_key(local: str, escalation: str, cloud: str) -> str:
@@ -146,6 +105,7 @@ class Dispatcher:
         self.cloud_batch = cloud_batch
         self.batch_poll_s = batch_poll_s
         self._openings_seen = 0
+        self.finished: list[Outcome] = []  # in the order they finished: an interrupted run's report
 
     async def run(self, routed: Sequence[tuple[Job, Decision]]) -> list[Outcome]:
         if not self.cloud_batch:
@@ -182,6 +142,18 @@ class Dispatcher:
         if job.error is not None:
             self._refuse(climb)
             return climb.outcome
+        try:
+            if not self._kept_edit(climb.outcome):
+                await self._answer(climb)
+        except LedgerError:
+            raise  # nothing can be recorded: the run stops
+        except Exception as exc:  # an unexpected error in one job fails that job, not the run
+            self._crashed(climb, exc)
+        self._emit(climb.outcome)
+        return climb.outcome
+
+    async def _answer(self, climb: _Climb) -> None:
+        job, decision = climb.outcome.job, climb.outcome.decision
         hit = self.ledger.cached(job.task.fingerprint(), job.input_hash, climb.key)
         if hit is None or not self._reuse(climb.outcome, hit, climb.key):
             for tier in self._ladder(job, decision):
@@ -189,8 +161,37 @@ class Dispatcher:
                     break
             else:
                 self._fail(climb)
-        self._emit(climb.outcome)
-        return climb.outcome
+
+    def _kept_edit(self, outcome: Outcome) -> bool:
+        """An output changed since it was written is the user's: keep it, ask nothing (unless --force)."""
+        path = outcome.job.write_path
+        if self.run_ctx.force or path is None or not edited(path, self.ledger.written(str(path))):
+            return False
+        text = read_text(path)
+        verdict = validate(text, outcome.job.task.output.spec()) if text is not None else None
+        outcome.status, outcome.kept_edit, outcome.output_path = "ok", True, str(path)
+        outcome.value = verdict.value if verdict is not None and verdict.ok else None
+        outcome.reason = (f"kept {path}: it changed since ollama-dist wrote it, so nothing was asked; "
+                          "run with --force to answer again and overwrite it")
+        return True
+
+    def _crashed(self, climb: _Climb, exc: Exception) -> None:
+        """Record and report an unexpected error in one job; the rest of the run goes on."""
+        outcome = climb.outcome
+        what = f"stopped on an unexpected error: {type(exc).__name__}: {exc}"
+        outcome.reason = "; ".join([*climb.reasons, what])
+        if outcome.status == "ok":
+            return  # the answer was written and recorded (the error came after, e.g. in a shadow call)
+        outcome.status = "failed"
+        tier = climb.tier or self._ladder(outcome.job, outcome.decision)[0]
+        # the ledger gets the error's kind only: its message may quote the prompt or the answer
+        try:
+            self._record(outcome, climb.key, tier, climb.number + 1, "error",
+                         f"internal_error: {type(exc).__name__}", None, final=True)
+        except LedgerError:
+            raise
+        except Exception:  # the row could not be written either (the same bad text): the job still fails
+            pass
 
     def _refuse(self, climb: _Climb) -> None:
         """A job whose input could not be read fails alone, with no model call, and says why."""
@@ -217,6 +218,7 @@ class Dispatcher:
 
     async def _try_tier(self, climb: _Climb, tier: Tier) -> bool:
         """Up to `tier.attempts` tries on one tier, each told why the last was invalid. True once valid."""
+        climb.tier = tier
         if not self._admitted(climb, tier):
             return False
         job, outcome, key = climb.outcome.job, climb.outcome, climb.key
@@ -249,8 +251,8 @@ class Dispatcher:
                 if tier.lane == "local" and self._shadowed(job):
                     await self._shadow(outcome, key, climb.number + 1)
                 return True
-            climb.last_row = self._record(outcome, key, tier, climb.number, "invalid", verdict.reason, completion,
-                                          fallback=verdict.fallback)
+            climb.last_row = self._record(outcome, key, tier, climb.number, "invalid", self._kept(verdict.reason),
+                                          completion, fallback=verdict.fallback)
             climb.reasons.append(f"{tier.lane} {completion.model}: invalid: {verdict.reason}")
             history = (Message(role="assistant", content=completion.text[:4000]),
                        Message(role="user", content=feedback(verdict, job.task.output.spec())))
@@ -282,7 +284,7 @@ class Dispatcher:
             return
         verdict = self._verdict(job, completion)
         self._record(outcome, key, tier, number, "ok" if verdict.ok else "invalid",
-                     "shadow" if verdict.ok else f"shadow: {verdict.reason}", completion,
+                     "shadow" if verdict.ok else f"shadow: {self._kept(verdict.reason)}", completion,
                      fallback=verdict.fallback, answer=verdict.text if verdict.ok else None, shadow=True)
 
     async def _batch(self, routed: Sequence[tuple[Job, Decision]]) -> list[Outcome]:
@@ -328,7 +330,7 @@ class Dispatcher:
                     self._accept(outcome, key, tier, 1, completion, verdict, batch=True)
                     self._emit(outcome)
                     continue
-                row = self._record(outcome, key, tier, 1, "invalid", verdict.reason, completion,
+                row = self._record(outcome, key, tier, 1, "invalid", self._kept(verdict.reason), completion,
                                    fallback=verdict.fallback, batch=True)
                 outcome.reason = f"cloud batch {completion.model}: invalid: {verdict.reason}"
             self.ledger.mark_final(row)
@@ -395,26 +397,37 @@ class Dispatcher:
         verdict = validate(text, job.task.output.spec())
         if not verdict.ok:
             return False
-        path = hit.output_path
+        path, failed = hit.output_path, None
         if job.write_path is not None and Path(path or "") != job.write_path:
-            path = str(write_atomic(job.write_path, verdict.text))
+            try:
+                path = str(write_atomic(job.write_path, verdict.text, self.run_ctx.root))
+            except OutputError as exc:  # still unwritable: the job fails, the answer stays where it is
+                failed = Delivery(Path(path) if path else None, exc)
         attempt = self._attempt(outcome, key, lane="cloud" if hit.backend == "claude" else "local",
                                 backend=hit.backend, model=hit.model, number=1, result="cache_hit",
-                                reason=f"same input answered in job {hit.job_id}", final=True,
-                                baseline=hit.baseline_cost_usd, output_path=path, output_hash=hit.output_hash)
+                                reason="write_failed" if failed else f"same input answered in job {hit.job_id}",
+                                final=True, baseline=hit.baseline_cost_usd, output_path=path,
+                                output_hash=hit.output_hash)
         self.ledger.record(attempt)
         outcome.attempts.append(attempt)
         outcome.status, outcome.cache_hit, outcome.output_path, outcome.value = "ok", True, path, verdict.value
+        if failed is not None:
+            outcome.status, outcome.reason = "failed", failed.failure(job)
         return True
 
     def _accept(self, outcome: Outcome, key: str, tier: Tier, number: int, completion: Completion,
                 verdict: Verdict, *, batch: bool = False) -> None:
+        """A valid answer: written, then recorded. A target that cannot be written fails the job, but the
+        answer is recorded (and kept in the run's folder), so a re-run after the fix does not pay again."""
         job = outcome.job
-        target = job.write_path or run_output_path(self.run_ctx.out_dir, job)
-        write_atomic(target, verdict.text)
-        self._record(outcome, key, tier, number, "ok", None, completion, fallback=verdict.fallback, final=True,
-                     output_path=str(target), output_hash=digest(verdict.text), answer=verdict.text, batch=batch)
-        outcome.status, outcome.output_path, outcome.value = "ok", str(target), verdict.value
+        delivery = deliver(job, verdict.text, root=self.run_ctx.root, out_dir=self.run_ctx.out_dir)
+        path = str(delivery.path) if delivery.path else None
+        self._record(outcome, key, tier, number, "ok", "write_failed" if delivery.error else None, completion,
+                     fallback=verdict.fallback, final=True, output_path=path, output_hash=digest(verdict.text),
+                     answer=verdict.text, batch=batch)
+        outcome.status, outcome.output_path, outcome.value = "ok", path, verdict.value
+        if delivery.error is not None:
+            outcome.status, outcome.reason = "failed", delivery.failure(job)
 
     def _record(self, outcome: Outcome, key: str, tier: Tier, number: int, result: str, reason: str | None,
                 completion: Completion | None, *, fallback: str | None = None, final: bool = False,
@@ -461,6 +474,10 @@ class Dispatcher:
             ts=time.time(),
         )
 
+    def _kept(self, reason: str | None) -> str | None:
+        """An invalid answer's reason as the ledger keeps it: without answer text unless text is stored."""
+        return reason if self.run_ctx.store_text else reason_kind(reason)
+
     def _note_breaker(self) -> None:
         openings = self.breaker.openings
         for opening in openings[self._openings_seen:]:
@@ -468,5 +485,6 @@ class Dispatcher:
         self._openings_seen = len(openings)
 
     def _emit(self, outcome: Outcome) -> None:
+        self.finished.append(outcome)
         if self.on_event is not None:
             self.on_event(Event(outcome))

@@ -71,6 +71,18 @@ class LedgerError(OllamaDistError):
     exit_code = EXIT_BAD_INPUT
 
 
+class OutputError(OllamaDistError):
+    """An answer could not be written where it goes (that job fails; the run goes on)."""
+
+    def __init__(self, message: str, *, path: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
+
+
+class RunDied(OllamaDistError):
+    """A run stopped on an unexpected error; the ledger records it as died."""
+
+
 class BackendError(OllamaDistError):
     """A model backend failed. `reason` is a short machine-readable word.
 

@@ -117,6 +117,10 @@ class CachedAnswer:
     output_tokens: int
 
 
+def _utf8(value: object) -> object:
+    return value.encode("utf-8", errors="replace").decode("utf-8") if isinstance(value, str) else value
+
+
 class Ledger:
     """The ledger file. `read_only=True` for readers: opened with `mode=ro`, never migrated;
     a ledger older than this version's schema is then upgraded once if it can be written."""
@@ -192,8 +196,12 @@ class Ledger:
     # ------------------------------------------------------------------ writing
 
     def _write(self, sql: str, params: Iterable[object]) -> sqlite3.Cursor:
+        values = tuple(params)
         try:
-            return self._db.execute(sql, tuple(params))
+            try:
+                return self._db.execute(sql, values)
+            except UnicodeEncodeError:  # a lone surrogate (an answer may escape one): kept as '?'
+                return self._db.execute(sql, tuple(_utf8(v) for v in values))
         except sqlite3.Error as exc:
             raise ledger_error(self.path, "write", exc) from exc
 
@@ -202,9 +210,10 @@ class Ledger:
         self._write("INSERT INTO runs (run_id, session, batch_id, started_at, root, git_head, jobs) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)", (run_id, session, batch_id, time.time(), root, git_head, jobs))
 
-    def finish_run(self, run_id: str, exit_code: int) -> None:
-        self._write("UPDATE runs SET finished_at = ?, exit_code = ? WHERE run_id = ?",
-                    (time.time(), exit_code, run_id))
+    def finish_run(self, run_id: str, exit_code: int, error: str | None = None) -> None:
+        """The run's end: its exit code, and `error` when it was interrupted or died."""
+        self._write("UPDATE runs SET finished_at = ?, exit_code = ?, error = ? WHERE run_id = ?",
+                    (time.time(), exit_code, error, run_id))
 
     def record(self, attempt: Attempt) -> int:
         """Insert one attempt (committed at once); returns its row id."""
@@ -244,6 +253,13 @@ class Ledger:
             (task_fingerprint, input_hash, models_key),
         ).fetchone())
         return CachedAnswer(*row) if row else None
+
+    def written(self, output_path: str) -> str | None:
+        """The hash of the newest answer recorded as written to `output_path`, if any."""
+        row = self._db.execute(
+            "SELECT output_hash FROM attempts WHERE output_path = ? AND outcome IN ('ok', 'cache_hit') "
+            "AND final = 1 ORDER BY id DESC LIMIT 1", (output_path,)).fetchone()
+        return str(row[0]) if row and row[0] else None
 
     def history(self, tasks: Iterable[str]) -> dict[str, TaskHistory]:
         """Per task: how many jobs went to the local lane, and how many of those ended invalid there."""

@@ -81,4 +81,10 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("0004_attempts_by_run", """
         CREATE INDEX attempts_run ON attempts (run_id, id);
     """),
+    # a run that stopped on an unexpected error says so (exit_code alone cannot); the newest
+    # answer written to a path, to tell a hand-edited output from the one the ledger recorded
+    ("0005_run_error_and_outputs", """
+        ALTER TABLE runs ADD COLUMN error TEXT;
+        CREATE INDEX attempts_output ON attempts (output_path, id) WHERE output_path IS NOT NULL;
+    """),
 ]

@@ -127,6 +127,38 @@ def feedback(verdict: Verdict, spec: OutputSpec | None = None) -> str:
     return f"Your previous answer was invalid: {reason}. {instruction}"
 
 
+# Reasons quote the answer (an excerpt, a value, a key). Where answers must not be kept
+# (the ledger with `store_text: false`), a reason is cut to its kind: a fixed sentence
+# kept whole, else the label of a known prefix, else a generic one. Nothing from the
+# answer can pass, whatever new reasons appear.
+_FIXED_REASONS = (
+    "the answer is empty", "the code is empty", "no complete JSON object or array found",
+    "no unified diff found", "the diff has no hunks", "the answer was cut off at max_tokens",
+    "the answer is nested too deeply to check against the schema",
+)
+_REASON_KINDS = (
+    ("invalid JSON", "invalid JSON"), ("no JSON found", "no JSON found; the answer is prose"),
+    ("expected a JSON object or array", "expected a JSON object or array"), ("invalid YAML", "invalid YAML"),
+    ("expected a YAML mapping or list", "expected a YAML mapping or list"),
+    ("Python syntax error", "Python syntax error"), ("Python code does not compile", "Python code does not compile"),
+    ("not a valid unified diff", "not a valid unified diff"),
+    ("answer does not match pattern", "the answer does not match the task's pattern"),
+    ("$", "the answer does not satisfy the schema"),
+)
+
+
+def reason_kind(reason: str | None) -> str:
+    """`reason` with nothing quoted from the answer: what to keep where answers are not stored."""
+    text = reason or ""
+    for fixed in _FIXED_REASONS:
+        if text.startswith(fixed):
+            return fixed
+    for prefix, label in _REASON_KINDS:
+        if text.startswith(prefix):
+            return label
+    return "the answer is invalid"
+
+
 def check_pattern(pattern: str) -> str | None:
     """An error message if ``pattern`` is not a valid Python regex, else None."""
     try:

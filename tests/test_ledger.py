@@ -15,7 +15,7 @@ PINNED_ATTEMPTS = [
     "baseline_cost_usd", "git_head", "output_path", "output_hash", "prompt_text", "answer_text",
 ]
 PINNED_RUNS = ["run_id", "session", "batch_id", "started_at", "finished_at", "root", "git_head", "jobs",
-               "exit_code"]
+               "exit_code", "error"]
 
 
 def test_schema_is_pinned(tmp_path: Path) -> None:
@@ -72,3 +72,10 @@ def test_two_ledgers_write_concurrently(tmp_path: Path) -> None:
         b.record(attempt(job_id=f"b{i}"))
     count = a.connection.execute("SELECT COUNT(*) FROM attempts").fetchone()[0]
     assert count == 100
+
+
+def test_a_lone_surrogate_in_stored_text_is_kept_as_a_question_mark(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.db")
+    row = ledger.record(attempt(answer_text='{"city": "\udce9"}'))
+    stored = ledger.connection.execute("SELECT answer_text FROM attempts WHERE id = ?", (row,)).fetchone()[0]
+    assert stored == '{"city": "?"}'
