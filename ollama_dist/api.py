@@ -108,11 +108,14 @@ class RunReport:
     def exit_code(self) -> int:
         if self.interrupted:
             return EXIT_INTERRUPTED
-        return EXIT_OK if all(o.status == "ok" for o in self.outcomes) else EXIT_JOB_FAILED
+        return EXIT_OK if all(o.status in ("ok", "handed_back") for o in self.outcomes) else EXIT_JOB_FAILED
 
     def totals(self) -> dict[str, Any]:
         attempts = [a for o in self.outcomes for a in o.attempts + o.shadow]
         cost = sum(a.cost_usd for a in attempts)
+        # a handed-back job costs the caller about what it would have cost here: in the baseline
+        # (the whole run on Claude), never in the savings (what the local lane did)
+        handed = sum(o.handed_back["estimated_cost_usd"] for o in self.outcomes if o.handed_back)
         baseline = sum(a.baseline_cost_usd for a in attempts)
         escalations: dict[str, int] = {}
         for o in self.outcomes:
@@ -123,6 +126,7 @@ class RunReport:
             "jobs": len(self.outcomes),
             "ok": sum(o.status == "ok" for o in self.outcomes),
             "failed": sum(o.status == "failed" for o in self.outcomes),
+            "handed_back": sum(o.status == "handed_back" for o in self.outcomes),
             "routed_local": sum(o.decision.target == "local" for o in self.outcomes),
             "routed_cloud": sum(o.decision.target == "cloud" for o in self.outcomes),
             "answered_local": sum(o.answered_locally for o in self.outcomes),
@@ -132,9 +136,10 @@ class RunReport:
             "input_tokens": sum(a.input_tokens for a in attempts),
             "output_tokens": sum(a.output_tokens for a in attempts),
             "cost_usd": round(cost, 6),
-            "baseline_cost_usd": round(baseline, 6),
+            "handed_back_cost_usd_estimated": round(handed, 6),
+            "baseline_cost_usd": round(baseline + handed, 6),
             "saved_usd": round(baseline - cost, 6),
-            "saved_pct": round(100 * (baseline - cost) / baseline, 1) if baseline else 0.0,
+            "saved_pct": round(100 * (baseline - cost) / (baseline + handed), 1) if baseline + handed else 0.0,
         }
 
     def as_json(self) -> dict[str, Any]:
@@ -166,6 +171,7 @@ def job_json(o: Outcome) -> dict[str, Any]:
         "cost_usd": round(sum(a.cost_usd for a in o.attempts), 8),
         "baseline_cost_usd": round(sum(a.baseline_cost_usd for a in o.attempts), 8),
         "shadow": [{"model": a.model, "outcome": a.outcome, "cost_usd": round(a.cost_usd, 8)} for a in o.shadow],
+        **({"handed_back": o.handed_back} if o.handed_back is not None else {}),
     }
 
 
@@ -190,7 +196,7 @@ def git_head(root: Path) -> str | None:
         return None
 
 
-def build_lanes(settings: Settings) -> Lanes:
+def build_lanes(settings: Settings, *, hand_back: bool = False) -> Lanes:
     from ollama_dist.backends import embedded
     from ollama_dist.backends.claude import ClaudeBackend
     from ollama_dist.backends.local import FallbackBackend
@@ -205,11 +211,16 @@ def build_lanes(settings: Settings) -> Lanes:
     if o.embedded and embedded.available():
         path = Path(o.embedded_model_path).expanduser() if o.embedded_model_path else None
         local.append(embedded.EmbeddedBackend(path, home=settings.home / "cache"))
+    slots = o.concurrency_per_host * max(1, len(o.hosts) + len(o.openai_compat))
+    if hand_back:  # the caller is Claude: nothing goes to the API (see ollama_dist.handback)
+        from ollama_dist.handback import CallerBackend
+
+        return Lanes(FallbackBackend(local) if local else None, CallerBackend(), local_slots=slots,
+                     cloud_slots=settings.cloud.concurrency, cloud_ready=False)
     key = settings.cloud.api_key.get_secret_value() if settings.cloud.api_key else ""
     cloud = ClaudeBackend(api_key=key, base_url=settings.cloud.base_url, max_retries=settings.cloud.max_retries)
     if key:
         cloud.client()  # import the SDK now (about a second), not in the middle of the first cloud job
-    slots = o.concurrency_per_host * max(1, len(o.hosts) + len(o.openai_compat))
     return Lanes(FallbackBackend(local) if local else None, cloud, local_slots=slots,
                  cloud_slots=settings.cloud.concurrency, cloud_ready=bool(key))
 
@@ -235,6 +246,7 @@ async def run_async(
     batch_id: str | None = None,
     shadow_rate: float = 0.0,
     cloud_batch: bool = False,
+    hand_back: bool = False,
 ) -> RunReport:
     """Load, route and run every job; every attempt lands in the ledger as it happens."""
     env = os.environ if env is None else env
@@ -255,7 +267,7 @@ async def run_async(
         prices.baseline(settings.models.cloud, Usage())  # fail early on an unpriced cloud model
         head = git_head(root)
         ledger.start_run(run_id, session, str(root), head, len(jobs), batch_id)
-        lanes = lanes or build_lanes(settings)
+        lanes = lanes or build_lanes(settings, hand_back=hand_back)
         ctx = RunContext(run_id, session, root, settings.home / "runs" / run_id, head, settings.ledger.store_text)
         dispatcher = Dispatcher(settings, lanes, ledger, prices, Breaker(settings.breaker), ctx, on_event=on_event,
                                 shadow_rate=shadow_rate, cloud_batch=cloud_batch,

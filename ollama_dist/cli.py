@@ -67,6 +67,9 @@ def run(
         "the local answer)."))] = 0.0,
     cloud_batch: Annotated[bool, typer.Option("--cloud-batch", help=(
         "Send cloud-routed jobs through the Message Batches API: half price, answers within 24 h."))] = False,
+    hand_back: Annotated[bool, typer.Option("--hand-back", help=(
+        "Send nothing to Claude: run the local jobs and print, as JSON, the work left for the caller "
+        "(cloud-routed jobs and failed local ones, each with its instructions and output spec)."))] = False,
 ) -> None:
     """Run the jobs: local ones on Ollama, the rest on Claude; validate, escalate, record."""
     import asyncio
@@ -75,6 +78,10 @@ def run(
     from ollama_dist.config import load_settings
 
     settings = load_settings()
+    if hand_back and cloud_batch:
+        from ollama_dist.errors import InputError
+
+        raise InputError("--hand-back and --cloud-batch do not go together: a hand-back sends nothing to Claude")
     batch = ctx.with_resource(lock.acquire(settings.home, batch_id)) if batch_id else None
 
     def console(stderr: bool = False) -> Any:  # --batch-id: plain text for cron mail and the log
@@ -100,7 +107,8 @@ def run(
     try:
         report = asyncio.run(api.run_async(paths, root=root, settings=settings, session=session,
                                            dry_run=dry_run, on_start=started, on_event=finished,
-                                           batch_id=batch_id, shadow_rate=shadow, cloud_batch=cloud_batch))
+                                           batch_id=batch_id, shadow_rate=shadow, cloud_batch=cloud_batch,
+                                           hand_back=hand_back))
     finally:
         if progress is not None:
             progress.__exit__(None, None, None)
@@ -114,7 +122,13 @@ def run(
         elif not quiet:
             console().print(render.dry_run_table(estimates))
         return
-    if as_json:
+    if hand_back:
+        from ollama_dist.handback import remaining
+
+        _print_json(remaining(report.as_json()))
+        if not quiet:
+            err.print(render.summary_table(report))
+    elif as_json:
         _print_json(report.as_json())
         if not quiet:
             err.print(render.summary_table(report))

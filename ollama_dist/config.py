@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -57,6 +57,16 @@ class CloudSettings(_Section):
     max_retries: int = Field(2, ge=0)
     effort_escalated: str | None = "low"
     batch_poll_s: float = Field(5.0, gt=0, description="first wait between Message Batches polls")
+    backend: Literal["api", "claude-code"] | None = Field(None, description=(
+        "how cloud jobs reach Claude: the API (a key), or `claude -p` (a Claude Code log-in); "
+        "default: api with a key, else claude-code when `claude` is on the PATH"))
+    max_budget_usd: float | None = Field(None, gt=0, description="claude-code: --max-budget-usd per call")
+
+
+class McpSettings(_Section):
+    cloud: Literal["caller", "api"] | None = Field(None, description=(
+        "run_tasks' cloud work: `caller` hands it back to the calling Claude, `api` sends it; "
+        "default: caller inside a Claude Code session, else api"))
 
 
 class BreakerSettings(_Section):
@@ -79,6 +89,7 @@ class Settings(_Section):
     cloud: CloudSettings = Field(default_factory=CloudSettings)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
+    mcp: McpSettings = Field(default_factory=McpSettings)
     prices: dict[str, dict[str, float]] = Field(default_factory=dict)
     sources: dict[str, str] = Field(default_factory=dict, exclude=True)
     config_file: Path | None = Field(default=None, exclude=True)
@@ -159,6 +170,9 @@ def load_settings(cwd: Path | None = None, env: Mapping[str, str] | None = None)
     if env.get("ANTHROPIC_BASE_URL"):
         data.setdefault("cloud", {})["base_url"] = env["ANTHROPIC_BASE_URL"]
         overrides["cloud.base_url"] = ("env:ANTHROPIC_BASE_URL", "")
+    if env.get("OLLAMA_DIST_CLOUD_BACKEND"):
+        data.setdefault("cloud", {})["backend"] = env["OLLAMA_DIST_CLOUD_BACKEND"]
+        overrides["cloud.backend"] = ("env:OLLAMA_DIST_CLOUD_BACKEND", "")
     for key, (src, _) in overrides.items():
         sources[key] = src
 
@@ -178,7 +192,7 @@ def load_settings(cwd: Path | None = None, env: Mapping[str, str] | None = None)
 def describe(settings: Settings) -> list[tuple[str, str, str]]:
     """(key, value, source) for every leaf setting, secrets masked."""
     rows: list[tuple[str, str, str]] = [("home", str(settings.home), settings.source_of("home"))]
-    for section in ("router", "models", "ollama", "cloud", "breaker", "ledger"):
+    for section in ("router", "models", "ollama", "cloud", "breaker", "ledger", "mcp"):
         model: BaseModel = getattr(settings, section)
         for name in type(model).model_fields:
             value = getattr(model, name)

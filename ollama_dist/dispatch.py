@@ -16,12 +16,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ollama_dist.backends.base import Backend, Completion, Message, Request
 from ollama_dist.breaker import Breaker
 from ollama_dist.config import Settings
 from ollama_dist.errors import BackendError, BreakerOpen
+from ollama_dist.handback import CALLER, HandedBack, estimated_tokens, work
 from ollama_dist.lanes import Lanes
 from ollama_dist.ledger import Attempt, CachedAnswer, Ledger
 from ollama_dist.outputs import digest, read_verified, run_output_path, write_atomic
@@ -30,7 +31,7 @@ from ollama_dist.router import Decision
 from ollama_dist.tasks import Job
 from ollama_dist.validate import Verdict, feedback, validate
 
-Status = Literal["ok", "failed"]
+Status = Literal["ok", "failed", "handed_back"]
 TRUNCATED = frozenset({"length", "max_tokens", "model_context_window_exceeded"})
 LOCAL_ATTEMPTS = 2
 CLOUD_ATTEMPTS = 2
@@ -66,6 +67,7 @@ class Outcome:
     value: object = None
     cache_hit: bool = False
     shadow: list[Attempt] = field(default_factory=list)  # cloud answers asked for comparison only
+    handed_back: dict[str, Any] | None = None  # instructions and output_spec for the caller (handback.work)
 
     @property
     def actual_model(self) -> str | None:
@@ -216,6 +218,9 @@ class Dispatcher:
                 climb.last_row = self._record(outcome, key, tier, climb.number, "skipped", exc.reason, None)
                 climb.reasons.append(f"local skipped: {exc.message}")
                 return False
+            except HandedBack:
+                self._hand_back(climb)
+                return True
             except BackendError as exc:
                 elapsed = self.clock() - started
                 if tier.lane == "local":
@@ -241,6 +246,22 @@ class Dispatcher:
             history = (Message(role="assistant", content=completion.text[:4000]),
                        Message(role="user", content=feedback(verdict, job.task.output.spec())))
         return False
+
+    def _hand_back(self, climb: _Climb) -> None:
+        """The cloud lane is the caller: record the job as handed back (no cost, estimated tokens)."""
+        outcome = climb.outcome
+        local_out = [a.output_tokens for a in outcome.attempts if a.lane == "local" and a.output_tokens]
+        tokens_in, tokens_out = estimated_tokens(outcome.job, local_out[-1] if local_out else None)
+        estimate = self.prices.baseline(self._models(outcome.job)[2], Usage(tokens_in, tokens_out))
+        attempt = self._attempt(outcome, climb.key, lane="cloud", backend=CALLER, model=CALLER,
+                                number=climb.number, result="handed_back", reason="; ".join(climb.reasons) or None,
+                                final=True, usage=Usage(tokens_in, tokens_out))
+        attempt = replace(attempt, tokens_estimated=True)
+        self.ledger.record(attempt)
+        outcome.attempts.append(attempt)
+        outcome.status, outcome.reason = "handed_back", "handed back to the caller"
+        outcome.handed_back = work(outcome.job, climb.reasons, self.run_ctx.root, input_tokens=tokens_in,
+                                   estimated_cost_usd=estimate)
 
     def _fail(self, climb: _Climb) -> None:
         outcome = climb.outcome

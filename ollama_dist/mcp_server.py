@@ -90,6 +90,10 @@ TOOLS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+HAND_BACK_NOTE = ("jobs with status `handed_back` were not sent to the Anthropic API: do each one yourself "
+                  "from its `instructions`, answering in its `output_spec` (and writing `output_spec.write` "
+                  "when set)")
+
 # ---------------------------------------------------------------------- tools
 
 
@@ -172,10 +176,23 @@ def route_tasks(args: Mapping[str, Any], state: ServerState) -> dict[str, Any]:
     return {"jobs": [r.as_json() for r in routed]}
 
 
-def _job_result(job: Mapping[str, Any]) -> dict[str, Any]:
+def handback_result(work: Mapping[str, Any], project: Path) -> dict[str, Any]:
+    """A handed-back job's instructions and output_spec, its write path relative to the project."""
+    from ollama_dist.handback import relative_to
+
+    spec = dict(work["output_spec"])
+    if spec.get("write"):
+        spec["write"] = relative_to(spec["write"], project)
+    return {"instructions": work["instructions"], "output_spec": spec,
+            "estimated_input_tokens": work["estimated_input_tokens"]}
+
+
+def _job_result(job: Mapping[str, Any], project: Path) -> dict[str, Any]:
     out = {key: job[key] for key in ("task", "job", "status", "routed_to", "actual_model", "escalated",
                                      "cache_hit", "reason", "output", "cost_usd", "baseline_cost_usd")}
-    if job["status"] == "ok":
+    if job["status"] == "handed_back":
+        out.update(handback_result(job["handed_back"], project))
+    elif job["status"] == "ok":
         text = json.dumps(job["value"], default=str)
         if len(text) <= VALUE_CHARS:
             out["value"] = job["value"]
@@ -187,12 +204,17 @@ def _job_result(job: Mapping[str, Any]) -> dict[str, Any]:
 async def run_tasks(args: Mapping[str, Any], state: ServerState) -> dict[str, Any]:
     from ollama_dist import api
 
+    from ollama_dist.handback import cloud_mode
+
     settings = state.settings()
+    hand_back = cloud_mode(settings, state.env) == "caller"
     with task_paths(args, state, settings, keep=True) as (paths, root):
-        report = await api.run_async(paths, root=root, settings=settings, session=state.session, env=state.env)
+        report = await api.run_async(paths, root=root, settings=settings, session=state.session, env=state.env,
+                                     hand_back=hand_back)
     data = report.as_json()
     return {"run_id": data["run_id"], "session": data["session"],
-            "jobs": [_job_result(j) for j in data["jobs"]], "totals": data["totals"], "notes": data["notes"]}
+            "jobs": [_job_result(j, state.project) for j in data["jobs"]], "totals": data["totals"],
+            "notes": data["notes"] + ([HAND_BACK_NOTE] if data["totals"]["handed_back"] else [])}
 
 
 def router_status(args: Mapping[str, Any], state: ServerState) -> dict[str, Any]:

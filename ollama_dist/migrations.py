@@ -81,4 +81,10 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("0004_attempts_by_run", """
         CREATE INDEX attempts_run ON attempts (run_id, id);
     """),
+    # what a backend reported itself (Claude Code's total_cost_usd: an estimate a subscription does
+    # not bill) and whether the tokens are an estimate (a job handed back to the calling Claude)
+    ("0005_attempts_reported", """
+        ALTER TABLE attempts ADD COLUMN reported_cost_usd REAL;
+        ALTER TABLE attempts ADD COLUMN tokens_estimated INTEGER NOT NULL DEFAULT 0
+    """),
 ]
