@@ -196,6 +196,17 @@ def git_head(root: Path) -> str | None:
         return None
 
 
+def cloud_backend(settings: Settings, env: Mapping[str, str] | None = None) -> str:
+    """`cloud.backend` when set; else `api` with a key, `claude-code` with `claude` on the PATH, else `api`."""
+    from ollama_dist.backends import claude_code
+
+    if settings.cloud.backend is not None:
+        return settings.cloud.backend
+    if settings.cloud.api_key is not None and settings.cloud.api_key.get_secret_value():
+        return "api"
+    return "claude-code" if claude_code.available(env) else "api"
+
+
 def build_lanes(settings: Settings, *, hand_back: bool = False) -> Lanes:
     from ollama_dist.backends import embedded
     from ollama_dist.backends.claude import ClaudeBackend
@@ -218,6 +229,12 @@ def build_lanes(settings: Settings, *, hand_back: bool = False) -> Lanes:
         return Lanes(FallbackBackend(local) if local else None, CallerBackend(), local_slots=slots,
                      cloud_slots=settings.cloud.concurrency, cloud_ready=False)
     key = settings.cloud.api_key.get_secret_value() if settings.cloud.api_key else ""
+    if cloud_backend(settings) == "claude-code":  # a Claude Code log-in (subscription): `claude -p`
+        from ollama_dist.backends.claude_code import ClaudeCodeBackend
+
+        return Lanes(FallbackBackend(local) if local else None, ClaudeCodeBackend(
+            max_budget_usd=settings.cloud.max_budget_usd), local_slots=slots,
+            cloud_slots=settings.cloud.concurrency, cloud_ready=True)
     cloud = ClaudeBackend(api_key=key, base_url=settings.cloud.base_url, max_retries=settings.cloud.max_retries)
     if key:
         cloud.client()  # import the SDK now (about a second), not in the middle of the first cloud job
@@ -268,6 +285,10 @@ async def run_async(
         head = git_head(root)
         ledger.start_run(run_id, session, str(root), head, len(jobs), batch_id)
         lanes = lanes or build_lanes(settings, hand_back=hand_back)
+        if cloud_batch and lanes.cloud.name != "claude":
+            from ollama_dist.errors import InputError
+
+            raise InputError(f"--cloud-batch needs the API backend (cloud.backend: api), not {lanes.cloud.name}")
         ctx = RunContext(run_id, session, root, settings.home / "runs" / run_id, head, settings.ledger.store_text)
         dispatcher = Dispatcher(settings, lanes, ledger, prices, Breaker(settings.breaker), ctx, on_event=on_event,
                                 shadow_rate=shadow_rate, cloud_batch=cloud_batch,
@@ -287,7 +308,8 @@ async def run_async(
         if settings.cloud.api_key is None and any(o.status == "failed" and any(
                 a.reason == "auth" for a in o.attempts) for o in report.outcomes):
             report.notes.append("jobs that need Claude failed: set ANTHROPIC_API_KEY to let them run "
-                                "(and to escalate invalid local answers)")
+                                "(and to escalate invalid local answers), or log in to Claude Code (`claude`, "
+                                "then /login) for `cloud.backend: claude-code`")
         return report
     finally:
         ledger.close()

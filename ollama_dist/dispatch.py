@@ -405,7 +405,7 @@ class Dispatcher:
         path = hit.output_path
         if job.write_path is not None and Path(path or "") != job.write_path:
             path = str(write_atomic(job.write_path, verdict.text))
-        attempt = self._attempt(outcome, key, lane="cloud" if hit.backend == "claude" else "local",
+        attempt = self._attempt(outcome, key, lane="cloud" if hit.backend.startswith("claude") else "local",
                                 backend=hit.backend, model=hit.model, number=1, result="cache_hit",
                                 reason=f"same input answered in job {hit.job_id}", final=True,
                                 baseline=hit.baseline_cost_usd, output_path=path, output_hash=hit.output_hash)
@@ -445,6 +445,8 @@ class Dispatcher:
             latency=completion.latency_s if completion else latency,
             host=completion.host if completion else None, answer=answer,
         )
+        if completion is not None and completion.reported_cost_usd is not None:
+            attempt = replace(attempt, reported_cost_usd=completion.reported_cost_usd)
         (outcome.shadow if shadow else outcome.attempts).append(attempt)
         return self.ledger.record(attempt)
 
