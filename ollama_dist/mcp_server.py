@@ -118,6 +118,12 @@ class ServerState:
 
         return load_settings(self.project, self.env)
 
+    def live_session(self, settings: Settings) -> str:
+        """The session now: what the SessionStart hook last recorded (it follows /clear), else the start's."""
+        from ollama_dist.session import live_session
+
+        return live_session(settings.home, self.project, self.session)
+
 
 def _strings(args: Mapping[str, Any], allowed: tuple[str, ...]) -> dict[str, str]:
     unknown = sorted(set(args) - set(allowed))
@@ -209,7 +215,8 @@ async def run_tasks(args: Mapping[str, Any], state: ServerState) -> dict[str, An
     settings = state.settings()
     hand_back = cloud_mode(settings, state.env) == "caller"
     with task_paths(args, state, settings, keep=True) as (paths, root):
-        report = await api.run_async(paths, root=root, settings=settings, session=state.session, env=state.env,
+        report = await api.run_async(paths, root=root, settings=settings, session=state.live_session(settings),
+                                     env=state.env,
                                      hand_back=hand_back)
     data = report.as_json()
     return {"run_id": data["run_id"], "session": data["session"],
@@ -221,8 +228,9 @@ def router_status(args: Mapping[str, Any], state: ServerState) -> dict[str, Any]
     from ollama_dist import status
 
     since = _strings(args, ("since",)).get("since")
-    session = None if since else state.session
-    return status.router_status(state.settings(), session=session, since=since, env=state.env).as_json()
+    settings = state.settings()
+    session = None if since else state.live_session(settings)
+    return status.router_status(settings, session=session, since=since, env=state.env).as_json()
 
 
 async def call(name: str, args: Mapping[str, Any], state: ServerState) -> dict[str, Any]:
