@@ -76,8 +76,12 @@ TOOLS: dict[str, tuple[str, dict[str, Any]]] = {
         "Run the jobs of a task file: local ones on the local model, the rest on Claude; every "
         "answer is validated against the task's output format/schema and escalated to Claude when "
         "the local answer fails. Returns each job's status, validated value (or output file), "
-        "routed_to, actual_model, escalated, and the totals with cost, baseline and savings. "
-        "Give `task_yaml` or `path`.",
+        "routed_to, actual_model, escalated, and the totals with cost, baseline and savings. Inside a "
+        "Claude Code session, cloud work comes back as jobs with status `handed_back` (do them yourself "
+        "from their `instructions` and `output_spec`). Give `task_yaml` or `path`. Example `task_yaml`: "
+        "\"name: city\\nprompt: Extract the city. Reply with JSON only.\\ninputs: {text: Our office moved "
+        "to Lisbon.}\\noutput: {format: json, schema: {type: object, required: [city], "
+        "properties: {city: {type: string}}}}\"",
         _TASK_SCHEMA,
     ),
     "router_status": (
@@ -283,10 +287,16 @@ def handlers(state: ServerState) -> tuple[Callable[[Any, Any], Awaitable[types.L
         return types.ListToolsResult(tools=[
             types.Tool(name=name, description=description, input_schema=schema,
                        annotations=types.ToolAnnotations(read_only_hint=name != "run_tasks",
+                                                         idempotent_hint=name != "run_tasks",
+                                                         destructive_hint=False if name == "run_tasks" else None,
                                                          open_world_hint=name == "run_tasks"))
             for name, (description, schema) in TOOLS.items()])
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        if params.name not in TOOLS:  # a protocol error, not a tool result
+            from mcp.shared.exceptions import MCPError
+
+            raise MCPError(types.INVALID_PARAMS, f"unknown tool `{params.name}`; tools: {', '.join(TOOLS)}")
         try:
             return _result(await call(params.name, params.arguments or {}, state), None)
         except OllamaDistError as exc:

@@ -37,6 +37,8 @@ from ollama_dist.exits import handled
 
 SKILL = "ollama-dist"
 SERVER = "ollama-dist"
+READ_ONLY_TOOLS = (f"mcp__{SERVER}__route_tasks", f"mcp__{SERVER}__router_status")
+RUN_TOOL = f"mcp__{SERVER}__run_tasks"
 MANIFEST = Path("claude") / "installs.json"
 Scope = Literal["project", "user"]
 
@@ -278,6 +280,10 @@ def install(t: Target, home: Path, *, mcp: bool = False, force: bool = False,
     if not mcp and "mcp_json" not in record:
         report.say("mcp: to give Claude Code the MCP tools too, run:")
         report.say("  " + mcp_add_command(t.scope, command))
+    report.say(f"approval: the skill pre-approves {', '.join(READ_ONLY_TOOLS)} (they read only); "
+               f"Claude Code asks before {RUN_TOOL}, which runs models and writes outputs: answer "
+               "\"always allow\" once, or for `claude -p` (where skills' allowed-tools do not apply) pass")
+    report.say(f"  --allowedTools \"{' '.join((*READ_ONLY_TOOLS, RUN_TOOL))}\"")
     return report
 
 

@@ -150,3 +150,32 @@ def test_large_file_inputs_are_named_by_path_and_writes_are_given(tmp_path: Path
     assert spec["write"] == str(root / "out" / "big.json")
     assert str(root / "out" / "big.json") in text
     assert handback.relative_to(spec["write"], root) == "out/big.json"
+
+
+async def test_tools_say_how_to_use_them_and_an_unknown_tool_is_a_protocol_error(
+        ollama: FakeOllama, claude: AnthropicServer, isolated_home: Path, noisy: Path, tmp_path: Path) -> None:
+    import yaml
+    from mcp.shared.exceptions import MCPError
+
+    from ollama_dist import mcp_server
+
+    example = mcp_server.TOOLS["run_tasks"][0].split("Example `task_yaml`: ", 1)[1]
+    (job,) = load_jobs([_write(tmp_path / "ex.yaml", yaml.safe_load(f"x: {example}")["x"])], tmp_path)
+    assert job.task.output.schema_ is not None  # the example in the description is a valid task
+    env = session_env(isolated_home, noisy, ollama.url, claude.url)
+    async with connect(tmp_path, env, Path.cwd()) as wire:
+        tools = {t.name: t for t in (await wire.session.list_tools()).tools}
+        assert tools["route_tasks"].annotations.read_only_hint and tools["route_tasks"].annotations.idempotent_hint
+        assert not tools["run_tasks"].annotations.read_only_hint
+        with pytest.raises(MCPError, match="unknown tool `nope`"):
+            await wire.call("nope", {})
+    from ollama_dist import skill
+
+    text = skill.skill_text()
+    assert "mcp__ollama-dist__route_tasks" in text.split("---")[1]
+    assert "convert, extract, label or rename the same way across many files" in text
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
