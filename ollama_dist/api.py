@@ -16,7 +16,7 @@ from ollama_dist.breaker import Breaker
 from ollama_dist.config import Settings, load_settings
 from ollama_dist.dispatch import Dispatcher, Event, Outcome, RunContext
 from ollama_dist.lanes import Lanes
-from ollama_dist.errors import EXIT_INTERRUPTED, EXIT_JOB_FAILED, EXIT_OK, OllamaDistError, RunDied
+from ollama_dist.errors import EXIT_INTERRUPTED, EXIT_JOB_FAILED, EXIT_OK, InputError, OllamaDistError, RunDied
 from ollama_dist.ledger import Ledger
 from ollama_dist.pricing import PriceTable, Usage
 from ollama_dist.router import Decision, Router, TaskHistory, estimate_tokens
@@ -112,11 +112,14 @@ class RunReport:
     def exit_code(self) -> int:
         if self.interrupted:
             return EXIT_INTERRUPTED
-        return EXIT_OK if all(o.status == "ok" for o in self.outcomes) else EXIT_JOB_FAILED
+        return EXIT_OK if all(o.status in ("ok", "handed_back") for o in self.outcomes) else EXIT_JOB_FAILED
 
     def totals(self) -> dict[str, Any]:
         attempts = [a for o in self.outcomes for a in o.attempts + o.shadow]
         cost = sum(a.cost_usd for a in attempts)
+        # a handed-back job costs the caller about what it would have cost here: in the baseline
+        # (the whole run on Claude), never in the savings (what the local lane did)
+        handed = sum(o.handed_back["estimated_cost_usd"] for o in self.outcomes if o.handed_back)
         baseline = sum(a.baseline_cost_usd for a in attempts)
         escalations: dict[str, int] = {}
         for o in self.outcomes:
@@ -127,6 +130,7 @@ class RunReport:
             "jobs": len(self.outcomes),
             "ok": sum(o.status == "ok" for o in self.outcomes),
             "failed": sum(o.status == "failed" for o in self.outcomes),
+            "handed_back": sum(o.status == "handed_back" for o in self.outcomes),
             "routed_local": sum(o.decision.target == "local" for o in self.outcomes),
             "routed_cloud": sum(o.decision.target == "cloud" for o in self.outcomes),
             "answered_local": sum(o.answered_locally for o in self.outcomes),
@@ -136,9 +140,10 @@ class RunReport:
             "input_tokens": sum(a.input_tokens for a in attempts),
             "output_tokens": sum(a.output_tokens for a in attempts),
             "cost_usd": round(cost, 6),
-            "baseline_cost_usd": round(baseline, 6),
+            "handed_back_cost_usd_estimated": round(handed, 6),
+            "baseline_cost_usd": round(baseline + handed, 6),
             "saved_usd": round(baseline - cost, 6),
-            "saved_pct": round(100 * (baseline - cost) / baseline, 1) if baseline else 0.0,
+            "saved_pct": round(100 * (baseline - cost) / (baseline + handed), 1) if baseline + handed else 0.0,
         }
 
     def as_json(self) -> dict[str, Any]:
@@ -172,6 +177,7 @@ def job_json(o: Outcome) -> dict[str, Any]:
         "cost_usd": round(sum(a.cost_usd for a in o.attempts), 8),
         "baseline_cost_usd": round(sum(a.baseline_cost_usd for a in o.attempts), 8),
         "shadow": [{"model": a.model, "outcome": a.outcome, "cost_usd": round(a.cost_usd, 8)} for a in o.shadow],
+        **({"handed_back": o.handed_back} if o.handed_back is not None else {}),
     }
 
 
@@ -196,7 +202,18 @@ def git_head(root: Path) -> str | None:
         return None
 
 
-def build_lanes(settings: Settings) -> Lanes:
+def cloud_backend(settings: Settings, env: Mapping[str, str] | None = None) -> str:
+    """`cloud.backend` when set; else `api` with a key, `claude-code` with `claude` on the PATH, else `api`."""
+    from ollama_dist.backends import claude_code
+
+    if settings.cloud.backend is not None:
+        return settings.cloud.backend
+    if settings.cloud.api_key is not None and settings.cloud.api_key.get_secret_value():
+        return "api"
+    return "claude-code" if claude_code.available(env) else "api"
+
+
+def build_lanes(settings: Settings, *, hand_back: bool = False) -> Lanes:
     from ollama_dist.backends import embedded
     from ollama_dist.backends.claude import ClaudeBackend
     from ollama_dist.backends.local import FallbackBackend
@@ -211,11 +228,22 @@ def build_lanes(settings: Settings) -> Lanes:
     if o.embedded and embedded.available():
         path = Path(o.embedded_model_path).expanduser() if o.embedded_model_path else None
         local.append(embedded.EmbeddedBackend(path, home=settings.home / "cache"))
+    slots = o.concurrency_per_host * max(1, len(o.hosts) + len(o.openai_compat))
+    if hand_back:  # the caller is Claude: nothing goes to the API (see ollama_dist.handback)
+        from ollama_dist.handback import CallerBackend
+
+        return Lanes(FallbackBackend(local) if local else None, CallerBackend(), local_slots=slots,
+                     cloud_slots=settings.cloud.concurrency, cloud_ready=False)
     key = settings.cloud.api_key.get_secret_value() if settings.cloud.api_key else ""
+    if cloud_backend(settings) == "claude-code":  # a Claude Code log-in (subscription): `claude -p`
+        from ollama_dist.backends.claude_code import ClaudeCodeBackend
+
+        return Lanes(FallbackBackend(local) if local else None, ClaudeCodeBackend(
+            max_budget_usd=settings.cloud.max_budget_usd), local_slots=slots,
+            cloud_slots=settings.cloud.concurrency, cloud_ready=True)
     cloud = ClaudeBackend(api_key=key, base_url=settings.cloud.base_url, max_retries=settings.cloud.max_retries)
     if key:
         cloud.client()  # import the SDK now (about a second), not in the middle of the first cloud job
-    slots = o.concurrency_per_host * max(1, len(o.hosts) + len(o.openai_compat))
     return Lanes(FallbackBackend(local) if local else None, cloud, local_slots=slots,
                  cloud_slots=settings.cloud.concurrency, cloud_ready=bool(key))
 
@@ -244,6 +272,7 @@ async def run_async(
     cloud_batch: bool = False,
     allow_outside_root: bool = False,
     force: bool = False,
+    hand_back: bool = False,
 ) -> RunReport:
     """Load, route and run every job; every attempt lands in the ledger as it happens.
 
@@ -276,11 +305,12 @@ async def run_async(
                          force=force)
         report = RunReport(run_id, session, [], notes=notes)
         await _dispatch(report, routed, _Run(settings, ledger, prices, ctx, lanes, on_event, on_interrupt,
-                                             shadow_rate, cloud_batch))
+                                             shadow_rate, cloud_batch, hand_back))
         if settings.cloud.api_key is None and any(o.status == "failed" and any(
                 a.reason == "auth" for a in o.attempts) for o in report.outcomes):
             report.notes.append("jobs that need Claude failed: set ANTHROPIC_API_KEY to let them run "
-                                "(and to escalate invalid local answers)")
+                                "(and to escalate invalid local answers), or log in to Claude Code (`claude`, "
+                                "then /login) for `cloud.backend: claude-code`")
         report.notes.extend(o.reason for o in report.outcomes if o.kept_edit and o.reason)
         return report
     finally:
@@ -300,6 +330,7 @@ class _Run:
     on_interrupt: Callable[[RunReport], None] | None
     shadow_rate: float
     cloud_batch: bool
+    hand_back: bool = False
 
 
 async def _dispatch(report: RunReport, routed: Sequence[Routed], run: _Run) -> None:
@@ -309,7 +340,9 @@ async def _dispatch(report: RunReport, routed: Sequence[Routed], run: _Run) -> N
     code: int | None = None  # set when the run ends early
     error: str | None = None
     try:
-        lanes = run.lanes or build_lanes(run.settings)
+        lanes = run.lanes or build_lanes(run.settings, hand_back=run.hand_back)
+        if run.cloud_batch and lanes.cloud.name != "claude":
+            raise InputError(f"--cloud-batch needs the API backend (cloud.backend: api), not {lanes.cloud.name}")
         dispatcher = Dispatcher(run.settings, lanes, run.ledger, run.prices, Breaker(run.settings.breaker), run.ctx,
                                 on_event=run.on_event, shadow_rate=run.shadow_rate, cloud_batch=run.cloud_batch,
                                 batch_poll_s=run.settings.cloud.batch_poll_s)

@@ -78,12 +78,19 @@ def run(
     allow_outside_root: OutsideOpt = False,
     force: Annotated[bool, typer.Option("--force", help=(
         "Answer again and overwrite outputs edited since ollama-dist wrote them (else they are kept)."))] = False,
+    hand_back: Annotated[bool, typer.Option("--hand-back", help=(
+        "Send nothing to Claude: run the local jobs and print, as JSON, the work left for the caller "
+        "(cloud-routed jobs and failed local ones, each with its instructions and output spec)."))] = False,
 ) -> None:
     """Run the jobs: local ones on Ollama, the rest on Claude; validate, escalate, record."""
     from ollama_dist import api, lock, render
     from ollama_dist.config import load_settings
 
     settings = load_settings()
+    if hand_back and cloud_batch:
+        from ollama_dist.errors import InputError
+
+        raise InputError("--hand-back and --cloud-batch do not go together: a hand-back sends nothing to Claude")
     batch = ctx.with_resource(lock.acquire(settings.home, batch_id)) if batch_id else None
 
     def console(stderr: bool = False) -> Any:  # --batch-id: plain text for cron mail and the log
@@ -112,7 +119,7 @@ def run(
             paths, root=root, settings=settings, session=session, dry_run=dry_run, on_start=started,
             on_event=finished, on_interrupt=partial.append, batch_id=batch_id, shadow_rate=shadow,
             cloud_batch=cloud_batch, force=force,
-            allow_outside_root=allow_outside_root))
+            allow_outside_root=allow_outside_root, hand_back=hand_back))
     except KeyboardInterrupt:
         if not partial:
             raise  # before the run started: nothing to report
@@ -132,7 +139,13 @@ def run(
         for note in report.notes:
             err.print(f"note: {note}")
         return
-    if as_json:
+    if hand_back:
+        from ollama_dist.handback import remaining
+
+        _print_json(remaining(report.as_json()))
+        if not quiet:
+            err.print(render.summary_table(report))
+    elif as_json:
         _print_json(report.as_json())
         if not quiet:
             err.print(render.summary_table(report))

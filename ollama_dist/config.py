@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, SecretStr, ValidationError
@@ -28,10 +28,11 @@ from ollama_dist.yamlfile import load_yaml, validation_error
 PROJECT_FILE = "ollama-dist.yaml"
 HOME_FILE = "config.yaml"
 HOME_ENV = "OLLAMA_DIST_HOME"
-# Settings that decide where the Anthropic key goes: never from a file in the working tree.
+# Settings that decide where the user's Claude credentials go: never from a file in the working tree.
 CREDENTIAL_FIELDS: dict[tuple[str, str], str] = {
     ("cloud", "api_key"): "ANTHROPIC_API_KEY",
     ("cloud", "base_url"): "ANTHROPIC_BASE_URL",
+    ("cloud", "backend"): "OLLAMA_DIST_CLOUD_BACKEND",  # claude-code runs the user's own logged-in CLI
 }
 
 
@@ -69,6 +70,16 @@ class CloudSettings(_Section):
     max_retries: int = Field(2, ge=0)
     effort_escalated: str | None = "low"
     batch_poll_s: float = Field(5.0, gt=0, description="first wait between Message Batches polls")
+    backend: Literal["api", "claude-code"] | None = Field(None, description=(
+        "how cloud jobs reach Claude: the API (a key), or `claude -p` (a Claude Code log-in); "
+        "default: api with a key, else claude-code when `claude` is on the PATH"))
+    max_budget_usd: float | None = Field(None, gt=0, description="claude-code: --max-budget-usd per call")
+
+
+class McpSettings(_Section):
+    cloud: Literal["caller", "api"] | None = Field(None, description=(
+        "run_tasks' cloud work: `caller` hands it back to the calling Claude, `api` sends it; "
+        "default: caller inside a Claude Code session, else api"))
 
 
 class BreakerSettings(_Section):
@@ -91,6 +102,7 @@ class Settings(_Section):
     cloud: CloudSettings = Field(default_factory=CloudSettings)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
+    mcp: McpSettings = Field(default_factory=McpSettings)
     prices: dict[str, dict[str, NonNegativeFloat]] = Field(default_factory=dict)
     sources: dict[str, str] = Field(default_factory=dict, exclude=True)
     config_files: tuple[Path, ...] = Field(default=(), exclude=True, description="home's, then project's")
@@ -177,7 +189,7 @@ def _read_config(path: Path, home: Path, *, project: bool) -> dict[str, Any]:
         for (section, key), env_name in CREDENTIAL_FIELDS.items():
             if isinstance(data.get(section), Mapping) and key in data[section]:
                 raise ConfigError(
-                    "not allowed in a project file: it decides where the Anthropic API key is sent, and a "
+                    "not allowed in a project file: it decides where your Claude credentials are used, and a "
                     "project file comes with the working tree (a cloned repository could take the key)",
                     file=str(path), line=doc.line_of((section, key)), field=f"{section}.{key}",
                     hint=f"move it to your own {home / HOME_FILE}, or set {env_name}")
@@ -251,7 +263,7 @@ def load_settings(cwd: Path | None = None, env: Mapping[str, str] | None = None)
 def describe(settings: Settings) -> list[tuple[str, str, str]]:
     """(key, value, source) for every leaf setting, secrets masked."""
     rows: list[tuple[str, str, str]] = [("home", str(settings.home), settings.source_of("home"))]
-    for section in ("router", "models", "ollama", "cloud", "breaker", "ledger"):
+    for section in ("router", "models", "ollama", "cloud", "breaker", "ledger", "mcp"):
         model: BaseModel = getattr(settings, section)
         for name in type(model).model_fields:
             value = getattr(model, name)

@@ -21,12 +21,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ollama_dist.backends.base import Backend, Completion, Message, Request
 from ollama_dist.breaker import Breaker
 from ollama_dist.config import Settings
 from ollama_dist.errors import BackendError, BreakerOpen, LedgerError, OutputError
+from ollama_dist.handback import CALLER, HandedBack, estimated_tokens, work
 from ollama_dist.lanes import Lanes
 from ollama_dist.ledger import Attempt, CachedAnswer, Ledger
 from ollama_dist.outcome import Event as Event, Outcome as Outcome  # re-exported: api, render
@@ -232,6 +233,9 @@ class Dispatcher:
                 climb.last_row = self._record(outcome, key, tier, climb.number, "skipped", exc.reason, None)
                 climb.reasons.append(f"local skipped: {exc.message}")
                 return False
+            except HandedBack:
+                self._hand_back(climb)
+                return True
             except BackendError as exc:
                 elapsed = self.clock() - started
                 if tier.lane == "local":
@@ -257,6 +261,22 @@ class Dispatcher:
             history = (Message(role="assistant", content=completion.text[:4000]),
                        Message(role="user", content=feedback(verdict, job.task.output.spec())))
         return False
+
+    def _hand_back(self, climb: _Climb) -> None:
+        """The cloud lane is the caller: record the job as handed back (no cost, estimated tokens)."""
+        outcome = climb.outcome
+        local_out = [a.output_tokens for a in outcome.attempts if a.lane == "local" and a.output_tokens]
+        tokens_in, tokens_out = estimated_tokens(outcome.job, local_out[-1] if local_out else None)
+        estimate = self.prices.baseline(self._models(outcome.job)[2], Usage(tokens_in, tokens_out))
+        attempt = self._attempt(outcome, climb.key, lane="cloud", backend=CALLER, model=CALLER,
+                                number=climb.number, result="handed_back", reason="; ".join(climb.reasons) or None,
+                                final=True, usage=Usage(tokens_in, tokens_out))
+        attempt = replace(attempt, tokens_estimated=True)
+        self.ledger.record(attempt)
+        outcome.attempts.append(attempt)
+        outcome.status, outcome.reason = "handed_back", "handed back to the caller"
+        outcome.handed_back = work(outcome.job, climb.reasons, self.run_ctx.root, input_tokens=tokens_in,
+                                   estimated_cost_usd=estimate)
 
     def _fail(self, climb: _Climb) -> None:
         outcome = climb.outcome
@@ -403,7 +423,7 @@ class Dispatcher:
                 path = str(write_atomic(job.write_path, verdict.text, self.run_ctx.root))
             except OutputError as exc:  # still unwritable: the job fails, the answer stays where it is
                 failed = Delivery(Path(path) if path else None, exc)
-        attempt = self._attempt(outcome, key, lane="cloud" if hit.backend == "claude" else "local",
+        attempt = self._attempt(outcome, key, lane="cloud" if hit.backend.startswith("claude") else "local",
                                 backend=hit.backend, model=hit.model, number=1, result="cache_hit",
                                 reason="write_failed" if failed else f"same input answered in job {hit.job_id}",
                                 final=True, baseline=hit.baseline_cost_usd, output_path=path,
@@ -451,6 +471,8 @@ class Dispatcher:
             latency=completion.latency_s if completion else latency,
             host=completion.host if completion else None, answer=answer,
         )
+        if completion is not None and completion.reported_cost_usd is not None:
+            attempt = replace(attempt, reported_cost_usd=completion.reported_cost_usd)
         (outcome.shadow if shadow else outcome.attempts).append(attempt)
         return self.ledger.record(attempt)
 

@@ -128,6 +128,13 @@ class Overloaded(BackendError):
     reason = "overloaded"
 
 
+class BudgetExceeded(BackendError):
+    """The backend stopped at the spending cap it was given (Claude Code's --max-budget-usd)."""
+
+    reason = "budget"
+    escalate = False
+
+
 class AuthError(BackendError):
     reason = "auth"
     exit_code = EXIT_BAD_INPUT

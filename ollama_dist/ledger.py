@@ -38,7 +38,7 @@ class Attempt:
     backend: str
     model: str
     attempt: int
-    outcome: str  # ok | invalid | error | skipped | cache_hit
+    outcome: str  # ok | invalid | error | skipped | cache_hit | handed_back
     reason: str | None = None
     fallback: str | None = None
     final: bool = False
@@ -56,6 +56,8 @@ class Attempt:
     prompt_text: str | None = None
     answer_text: str | None = None
     ts: float = 0.0
+    reported_cost_usd: float | None = None  # what the backend said it cost (Claude Code's estimate)
+    tokens_estimated: bool = False  # a handed-back job: its tokens are an estimate
 
 
 ATTEMPT_COLUMNS = tuple(f.name for f in fields(Attempt))

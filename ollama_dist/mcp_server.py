@@ -81,8 +81,12 @@ TOOLS: dict[str, tuple[str, dict[str, Any]]] = {
         "Run the jobs of a task file: local ones on the local model, the rest on Claude; every "
         "answer is validated against the task's output format/schema and escalated to Claude when "
         "the local answer fails. Returns each job's status, validated value (or output file), "
-        "routed_to, actual_model, escalated, and the totals with cost, baseline and savings. "
-        "Give `task_yaml` or `path`.",
+        "routed_to, actual_model, escalated, and the totals with cost, baseline and savings. Inside a "
+        "Claude Code session, cloud work comes back as jobs with status `handed_back` (do them yourself "
+        "from their `instructions` and `output_spec`). Give `task_yaml` or `path`. Example `task_yaml`: "
+        "\"name: city\\nprompt: Extract the city. Reply with JSON only.\\ninputs: {text: Our office moved "
+        "to Lisbon.}\\noutput: {format: json, schema: {type: object, required: [city], "
+        "properties: {city: {type: string}}}}\"",
         _TASK_SCHEMA,
     ),
     "router_status": (
@@ -94,6 +98,10 @@ TOOLS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
 }
 
+
+HAND_BACK_NOTE = ("jobs with status `handed_back` were not sent to the Anthropic API: do each one yourself "
+                  "from its `instructions`, answering in its `output_spec` (and writing `output_spec.write` "
+                  "when set)")
 
 # ---------------------------------------------------------------------- tools
 
@@ -118,6 +126,12 @@ class ServerState:
         from ollama_dist.config import load_settings
 
         return load_settings(self.project, self.env)
+
+    def live_session(self, settings: Settings) -> str:
+        """The session now: what the SessionStart hook last recorded (it follows /clear), else the start's."""
+        from ollama_dist.session import live_session
+
+        return live_session(settings.home, self.project, self.session)
 
 
 def _strings(args: Mapping[str, Any], allowed: tuple[str, ...]) -> dict[str, str]:
@@ -192,10 +206,23 @@ def route_tasks(args: Mapping[str, Any], state: ServerState) -> dict[str, Any]:
     return {"jobs": [r.as_json() for r in routed]}
 
 
-def _job_result(job: Mapping[str, Any]) -> dict[str, Any]:
+def handback_result(work: Mapping[str, Any], project: Path) -> dict[str, Any]:
+    """A handed-back job's instructions and output_spec, its write path relative to the project."""
+    from ollama_dist.handback import relative_to
+
+    spec = dict(work["output_spec"])
+    if spec.get("write"):
+        spec["write"] = relative_to(spec["write"], project)
+    return {"instructions": work["instructions"], "output_spec": spec,
+            "estimated_input_tokens": work["estimated_input_tokens"]}
+
+
+def _job_result(job: Mapping[str, Any], project: Path) -> dict[str, Any]:
     out = {key: job[key] for key in ("task", "job", "status", "routed_to", "actual_model", "escalated",
                                      "cache_hit", "reason", "output", "cost_usd", "baseline_cost_usd")}
-    if job["status"] == "ok":
+    if job["status"] == "handed_back":
+        out.update(handback_result(job["handed_back"], project))
+    elif job["status"] == "ok":
         text = json.dumps(job["value"], default=str)
         if len(text) <= VALUE_CHARS:
             out["value"] = job["value"]
@@ -207,20 +234,26 @@ def _job_result(job: Mapping[str, Any]) -> dict[str, Any]:
 async def run_tasks(args: Mapping[str, Any], state: ServerState) -> dict[str, Any]:
     from ollama_dist import api
 
+    from ollama_dist.handback import cloud_mode
+
     settings = state.settings()
+    hand_back = cloud_mode(settings, state.env) == "caller"
     paths, root = task_paths(args, state)
-    report = await api.run_async(paths, root=root, settings=settings, session=state.session, env=state.env)
+    report = await api.run_async(paths, root=root, settings=settings, session=state.live_session(settings),
+                                 env=state.env, hand_back=hand_back)
     data = report.as_json()
     return {"run_id": data["run_id"], "session": data["session"],
-            "jobs": [_job_result(j) for j in data["jobs"]], "totals": data["totals"], "notes": data["notes"]}
+            "jobs": [_job_result(j, state.project) for j in data["jobs"]], "totals": data["totals"],
+            "notes": data["notes"] + ([HAND_BACK_NOTE] if data["totals"]["handed_back"] else [])}
 
 
 def router_status(args: Mapping[str, Any], state: ServerState) -> dict[str, Any]:
     from ollama_dist import status
 
     since = _strings(args, ("since",)).get("since")
-    session = None if since else state.session
-    return status.router_status(state.settings(), session=session, since=since, env=state.env).as_json()
+    settings = state.settings()
+    session = None if since else state.live_session(settings)
+    return status.router_status(settings, session=session, since=since, env=state.env).as_json()
 
 
 async def call(name: str, args: Mapping[str, Any], state: ServerState) -> dict[str, Any]:
@@ -273,10 +306,16 @@ def handlers(state: ServerState) -> tuple[Callable[[Any, Any], Awaitable[types.L
         return types.ListToolsResult(tools=[
             types.Tool(name=name, description=description, input_schema=schema,
                        annotations=types.ToolAnnotations(read_only_hint=name != "run_tasks",
+                                                         idempotent_hint=name != "run_tasks",
+                                                         destructive_hint=False if name == "run_tasks" else None,
                                                          open_world_hint=name == "run_tasks"))
             for name, (description, schema) in TOOLS.items()])
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        if params.name not in TOOLS:  # a protocol error, not a tool result
+            from mcp.shared.exceptions import MCPError
+
+            raise MCPError(types.INVALID_PARAMS, f"unknown tool `{params.name}`; tools: {', '.join(TOOLS)}")
         try:
             return _result(await call(params.name, params.arguments or {}, state), None)
         except OllamaDistError as exc:

@@ -87,4 +87,10 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE runs ADD COLUMN error TEXT;
         CREATE INDEX attempts_output ON attempts (output_path, id) WHERE output_path IS NOT NULL;
     """),
+    # what a backend reported itself (Claude Code's total_cost_usd: an estimate a subscription does
+    # not bill) and whether the tokens are an estimate (a job handed back to the calling Claude)
+    ("0006_attempts_reported", """
+        ALTER TABLE attempts ADD COLUMN reported_cost_usd REAL;
+        ALTER TABLE attempts ADD COLUMN tokens_estimated INTEGER NOT NULL DEFAULT 0
+    """),
 ]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from ollama_dist.ledger import Attempt
 from ollama_dist.router import Decision
 from ollama_dist.tasks import Job
 
-Status = Literal["ok", "failed"]
+Status = Literal["ok", "failed", "handed_back"]
 
 
 @dataclass
@@ -24,6 +24,7 @@ class Outcome:
     cache_hit: bool = False
     kept_edit: bool = False  # the output was edited by hand: kept, nothing asked
     shadow: list[Attempt] = field(default_factory=list)  # cloud answers asked for comparison only
+    handed_back: dict[str, Any] | None = None  # instructions and output_spec for the caller (handback.work)
 
     @property
     def actual_model(self) -> str | None:

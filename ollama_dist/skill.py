@@ -31,11 +31,14 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from ollama_dist import claude_settings, session
 from ollama_dist.errors import InputError
 from ollama_dist.exits import handled
 
 SKILL = "ollama-dist"
 SERVER = "ollama-dist"
+READ_ONLY_TOOLS = (f"mcp__{SERVER}__route_tasks", f"mcp__{SERVER}__router_status")
+RUN_TOOL = f"mcp__{SERVER}__run_tasks"
 MANIFEST = Path("claude") / "installs.json"
 Scope = Literal["project", "user"]
 
@@ -91,12 +94,14 @@ def server_command() -> list[str]:
 
 
 def server_entry(command: list[str]) -> dict[str, Any]:
-    return {"type": "stdio", "command": command[0], "args": command[1:], "env": {}}
+    # alwaysLoad: Claude Code waits for the tools before the first request (else a cold start may
+    # send it while the server is still pending, and the model never sees them)
+    return {"type": "stdio", "command": command[0], "args": command[1:], "env": {}, "alwaysLoad": True}
 
 
 def mcp_add_command(scope: Scope, command: list[str]) -> str:
-    """The `claude mcp add` line (options before the name, the server command after `--`)."""
-    return f"claude mcp add --transport stdio --scope {scope} {SERVER} -- {shlex.join(command)}"
+    """The `claude mcp add-json` line: unlike `claude mcp add` it carries `alwaysLoad`."""
+    return f"claude mcp add-json --scope {scope} {SERVER} {shlex.quote(json.dumps(server_entry(command)))}"
 
 
 def _sha(text: str) -> str:
@@ -267,6 +272,7 @@ def install(t: Target, home: Path, *, mcp: bool = False, force: bool = False,
     report = Report()
     try:
         _install_skill(t, record, skill_text(), force, report)
+        claude_settings.install(t.base, record, claude_settings.hook_entry(command), report.say)
         if mcp:
             _install_mcp(t, record, server_entry(command), report)
     finally:
@@ -274,6 +280,10 @@ def install(t: Target, home: Path, *, mcp: bool = False, force: bool = False,
     if not mcp and "mcp_json" not in record:
         report.say("mcp: to give Claude Code the MCP tools too, run:")
         report.say("  " + mcp_add_command(t.scope, command))
+    report.say(f"approval: the skill pre-approves {', '.join(READ_ONLY_TOOLS)} (they read only); "
+               f"Claude Code asks before {RUN_TOOL}, which runs models and writes outputs: answer "
+               "\"always allow\" once, or for `claude -p` (where skills' allowed-tools do not apply) pass")
+    report.say(f"  --allowedTools \"{' '.join((*READ_ONLY_TOOLS, RUN_TOOL))}\"")
     return report
 
 
@@ -282,6 +292,9 @@ def uninstall(t: Target, home: Path, *, command: list[str] | None = None) -> Rep
     record = manifest.get(t.key)
     report = Report()
     try:
+        # the hook first: the skill's uninstall removes the .claude folders install created, once empty
+        claude_settings.uninstall(t.base, record, claude_settings.hook_entry(command or server_command()),
+                                  report.say)
         _uninstall_skill(t, record, skill_text(), report)
         _uninstall_mcp(t, record, server_entry(command or server_command()), report)
     finally:
@@ -325,3 +338,6 @@ def install_command(
 def uninstall_command(project: ProjectOpt = False, user: UserOpt = False) -> None:
     """Remove exactly what `install` wrote (an edited SKILL.md or .mcp.json entry stays)."""
     _done(uninstall(target(project, user), _home()))
+
+
+app.command("session-hook", hidden=True)(handled(session.hook_command))

@@ -8,7 +8,7 @@ import pytest
 
 ENV_VARS = (
     "OLLAMA_HOST", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN",
-    "OLLAMA_DIST_HOME", "OLLAMA_DIST_SESSION", "CLAUDE_CODE_SESSION_ID",
+    "OLLAMA_DIST_HOME", "OLLAMA_DIST_SESSION", "CLAUDE_CODE_SESSION_ID", "OLLAMA_DIST_CLOUD_BACKEND",
 )
 
 
@@ -19,6 +19,9 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("OLLAMA_DIST_HOME", str(home))
+    # a `claude` on the developer's PATH must not become the cloud backend of tests without a key
+    # (tests/test_backend_claude_code.py picks it on purpose)
+    monkeypatch.setenv("OLLAMA_DIST_CLOUD_BACKEND", "api")
     # no config file from the developer's working directory leaks in
     work = tmp_path / "work"
     work.mkdir()

@@ -64,8 +64,13 @@ def test_project_install_then_uninstall_leaves_the_folder_as_it_was(isolated_hom
     assert code == 0, err
     written = project / ".claude" / "skills" / "ollama-dist" / "SKILL.md"
     assert written.read_text() == skill.skill_text()
-    expected = f"claude mcp add --transport stdio --scope project ollama-dist -- {shlex.join(skill.server_command())}"
-    assert expected in out.splitlines()[-1]
+    expected = skill.mcp_add_command("project", skill.server_command())
+    assert expected in out
+    assert '--allowedTools "mcp__ollama-dist__route_tasks mcp__ollama-dist__router_status ' \
+        'mcp__ollama-dist__run_tasks"' in out
+    settings = json.loads((project / ".claude" / "settings.json").read_text())
+    (group,) = settings["hooks"]["SessionStart"]
+    assert group["hooks"][0]["command"].endswith("claude session-hook")
     assert not (project / ".mcp.json").exists()  # only printed without --mcp
     assert (isolated_home / "claude" / "installs.json").is_file()
 
@@ -80,13 +85,13 @@ def test_project_install_then_uninstall_leaves_the_folder_as_it_was(isolated_hom
     assert code == 0 and "nothing to remove" in out
 
 
-def test_the_printed_command_is_claude_mcp_add_syntax() -> None:
+def test_the_printed_command_is_claude_mcp_add_json_syntax() -> None:
     line = skill.mcp_add_command("user", ["ollama-dist", "mcp"])
     words = shlex.split(line)
-    assert words[:3] == ["claude", "mcp", "add"]
-    # options before the name, the server command after `--`
-    assert words[3:7] == ["--transport", "stdio", "--scope", "user"]
-    assert words[7:] == ["ollama-dist", "--", "ollama-dist", "mcp"]
+    # `add-json` (not `add`): only it carries alwaysLoad (checked with the real CLI 2.1.197)
+    assert words[:6] == ["claude", "mcp", "add-json", "--scope", "user", "ollama-dist"]
+    assert json.loads(words[6]) == {"type": "stdio", "command": "ollama-dist", "args": ["mcp"], "env": {},
+                                    "alwaysLoad": True}
 
 
 def test_folders_and_skills_that_were_there_stay(isolated_home: Path) -> None:
@@ -110,7 +115,7 @@ def test_mcp_json_merge_keeps_other_servers_and_uninstall_takes_only_its_entry(i
     assert data["note"] == "kept" and data["mcpServers"]["github"] == original["mcpServers"]["github"]
     command = skill.server_command()
     assert data["mcpServers"]["ollama-dist"] == {"type": "stdio", "command": command[0], "args": command[1:],
-                                                 "env": {}}
+                                                 "env": {}, "alwaysLoad": True}
     assert "claude mcp add" not in out  # written, not printed
     assert claude("install", "--mcp")[0] == 0  # idempotent
     assert json.loads(Path(".mcp.json").read_text()) == data
@@ -183,7 +188,7 @@ def test_user_install_goes_to_the_home_claude_folder(isolated_home: Path, user_h
     assert code == 0, err
     written = user_home / ".claude" / "skills" / "ollama-dist" / "SKILL.md"
     assert written.read_text() == skill.skill_text()
-    assert "--scope user ollama-dist --" in out
+    assert "claude mcp add-json --scope user ollama-dist " in out
     assert not Path(".claude").exists()  # the project is untouched
     code, _, err = claude("install", "--user", "--mcp")
     assert code == 2 and "--scope user" in err  # there is no user-level .mcp.json to write

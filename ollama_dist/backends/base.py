@@ -52,6 +52,7 @@ class Completion(BaseModel):
     stop_reason: str | None = None
     host: str | None = None
     warnings: tuple[str, ...] = ()
+    reported_cost_usd: float | None = None  # what the backend itself said it cost (Claude Code)
 
 
 class Backend(Protocol):

@@ -284,7 +284,10 @@ class AnthropicServer:
     - ``calls(path)``: the recorded requests to one path, e.g. ``"/v1/messages"``.
 
     Default answers: with ``output_config.format`` a minimal JSON instance of the
-    schema; otherwise a sentence echoing the last user message. 5.x models put a
+    schema; otherwise a sentence echoing the last user message. When the request offers
+    Claude Code's ``StructuredOutput`` tool (``claude -p --json-schema``) and no tool
+    result is in the conversation yet, the answer is a ``tool_use`` call of it with the
+    answer text as its JSON input (a minimal instance of its schema when not JSON). 5.x models put a
     ``thinking`` block (with a signature) before the text unless thinking is disabled.
     """
 
@@ -487,6 +490,17 @@ class AnthropicServer:
                 text, stop_reason, stop_sequence = text[:room], "max_tokens", None
             blocks.append({"type": "text", "text": text})
             used += tokens(text)
+        tool = _structured_output_tool(body)
+        if tool is not None and stop_reason != "max_tokens":
+            # Claude Code's --json-schema: the answer is a call of its StructuredOutput tool
+            try:
+                value = json.loads(blocks[-1]["text"])
+            except ValueError:
+                value = minimal_instance(tool.get("input_schema") or {})
+            used -= tokens(blocks[-1]["text"])
+            blocks[-1] = {"type": "tool_use", "id": self._next_id("toolu"), "name": tool["name"], "input": value}
+            used += tokens(json.dumps(value))
+            stop_reason, stop_sequence = "tool_use", None
         total_in = _input_tokens(body)
         created, read = self._cache(model, body)
         return {
@@ -650,10 +664,11 @@ def _check_params(body: Any, models: frozenset[str], *, need_max_tokens: bool) -
     if need_max_tokens and (not isinstance(body["max_tokens"], int) or body["max_tokens"] < 0):
         raise ApiError(400, "max_tokens: Input should be a positive integer")
     messages = body["messages"]
+    # Claude Code (claude-cli) also sends `role: "system"` messages (budget notes, skill listings)
     if not isinstance(messages, list) or not all(
-        isinstance(m, dict) and m.get("role") in ("user", "assistant") and "content" in m for m in messages
+        isinstance(m, dict) and m.get("role") in ("user", "assistant", "system") and "content" in m for m in messages
     ):
-        raise ApiError(400, "messages: each message needs a role of 'user' or 'assistant' and content")
+        raise ApiError(400, "messages: each message needs a role of 'user', 'assistant' or 'system' and content")
     if model not in models and _SNAPSHOT.sub("", model) not in models:
         raise ApiError(404, f"model: {model}")
     if (model_major(model) or 0) >= 5:
@@ -677,6 +692,19 @@ def _check_params(body: Any, models: frozenset[str], *, need_max_tokens: bool) -
         raise ApiError(400, "output_config.format: expected {type: json_schema, schema: {...}}")
 
 
+def _structured_output_tool(body: dict[str, Any]) -> dict[str, Any] | None:
+    """Claude Code's `StructuredOutput` tool when offered and not yet answered in this conversation."""
+    tools = body.get("tools") or []
+    tool = next((t for t in tools if isinstance(t, dict) and t.get("name") == "StructuredOutput"), None)
+    if tool is None:
+        return None
+    for message in body["messages"]:
+        content = message.get("content")
+        if isinstance(content, list) and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content):
+            return None
+    return tool
+
+
 def _input_tokens(body: dict[str, Any]) -> int:
     text = _text_of(body.get("system") or "")
     text += "".join(_text_of(m.get("content")) for m in body["messages"])
@@ -697,6 +725,9 @@ def _sse(message: dict[str, Any]) -> Iterator[bytes]:
             empty: dict[str, Any] = {"type": "thinking", "thinking": "", "signature": ""}
             deltas = [{"type": "thinking_delta", "thinking": p} for p in _pieces(block["thinking"])]
             deltas.append({"type": "signature_delta", "signature": block["signature"]})
+        elif block["type"] == "tool_use":
+            empty = {**block, "input": {}}
+            deltas = [{"type": "input_json_delta", "partial_json": p} for p in _pieces(json.dumps(block["input"]))]
         else:
             empty = {"type": "text", "text": ""}
             deltas = [{"type": "text_delta", "text": p} for p in _pieces(block["text"])]

@@ -1,0 +1,93 @@
+"""The `SessionStart` hook `ollama-dist claude install` merges into Claude Code's settings.json.
+
+Project scope: `.claude/settings.json` in the project; user scope: `~/.claude/settings.json`.
+Other settings and other hooks are left alone; uninstall removes only the entry install
+added (and the file, when install created it and nothing else is left in it). The
+manifest record is `{"path", "created", "entry"}` under `settings_hook`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ollama_dist.errors import InputError
+
+EVENT = "SessionStart"
+
+
+def settings_path(base: Path) -> Path:
+    return base / ".claude" / "settings.json"
+
+
+def hook_entry(server_command: list[str]) -> dict[str, Any]:
+    """The hook group: the same program as the MCP server's command, `claude session-hook`."""
+    command = shlex.join([*server_command[:-1], "claude", "session-hook"])
+    return {"hooks": [{"type": "command", "command": command}]}
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read {path}: {exc}", hint="fix the JSON; it is left untouched") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("hooks", {}), dict):
+        raise InputError(f"{path} is not a Claude Code settings file (an object, `hooks` an object)", file=str(path))
+    return data
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise InputError(f"cannot update {exc.filename or path}: {exc.strerror}") from exc
+
+
+def install(base: Path, record: dict[str, Any], entry: dict[str, Any], say: Callable[[str], None]) -> None:
+    path = settings_path(base)
+    data = _load(path)
+    ours = record.get("settings_hook")
+    created = ours["created"] if ours else data is None
+    data = data if data is not None else {}
+    groups = data.setdefault("hooks", {}).setdefault(EVENT, [])
+    if not isinstance(groups, list):
+        raise InputError(f"{path}: `hooks.{EVENT}` is not a list", file=str(path))
+    if entry in groups:
+        say(f"hook: {path} already runs the {EVENT} hook")
+    else:
+        if ours and ours["entry"] in groups:
+            groups.remove(ours["entry"])
+        groups.append(entry)
+        _write(path, data)
+        say(f"hook: added a {EVENT} hook to {path} (records the live session id, so savings follow /clear)")
+    record["settings_hook"] = {"path": str(path), "created": created, "entry": entry}
+
+
+def uninstall(base: Path, record: dict[str, Any], entry: dict[str, Any], say: Callable[[str], None]) -> None:
+    path = settings_path(base)
+    ours = record.pop("settings_hook", None)
+    data = _load(path)
+    wanted = ours["entry"] if ours else entry
+    groups = (data or {}).get("hooks", {}).get(EVENT)
+    if data is None or not isinstance(groups, list) or wanted not in groups:
+        return
+    groups.remove(wanted)
+    if not groups:
+        del data["hooks"][EVENT]
+        if not data["hooks"]:
+            del data["hooks"]
+    if ours and ours["created"] and not data:
+        path.unlink(missing_ok=True)
+        say(f"hook: removed {path}")
+        return
+    _write(path, data)
+    say(f"hook: removed the {EVENT} hook from {path}")
