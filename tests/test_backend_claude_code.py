@@ -25,7 +25,7 @@ from ollama_dist.backends.base import Message, Request
 from ollama_dist.backends.claude_code import ClaudeCodeBackend, command, prompt_text
 from ollama_dist.cli import app
 from ollama_dist.config import load_settings
-from ollama_dist.errors import AuthError, BadResponse, BudgetExceeded, Overloaded, RateLimited, Timeout, Unreachable
+from ollama_dist.errors import AuthError, BadResponse, BudgetExceeded, ConfigError, Overloaded, RateLimited, Timeout, Unreachable
 from tests.servers.anthropic import AnthropicServer
 from tests.servers.ollama import FakeOllama
 
@@ -68,7 +68,7 @@ def flag(argv: list[str], name: str) -> str | None:
 
 
 def test_default_backend_is_api_with_a_key_else_claude_code_on_the_path(
-        fake_claude: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        fake_claude: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert api.cloud_backend(load_settings()) == "claude-code"
     monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
     assert api.cloud_backend(load_settings()) == "api"
@@ -76,10 +76,18 @@ def test_default_backend_is_api_with_a_key_else_claude_code_on_the_path(
     assert api.cloud_backend(load_settings(), {"PATH": "/nonexistent"}) == "api"
     monkeypatch.setenv("OLLAMA_DIST_CLOUD_BACKEND", "api")
     assert api.cloud_backend(load_settings()) == "api"
-    Path("ollama-dist.yaml").write_text("cloud: {backend: claude-code}\n")
+    (isolated_home / "config.yaml").write_text("cloud: {backend: claude-code}\n")
     monkeypatch.delenv("OLLAMA_DIST_CLOUD_BACKEND")
     assert api.cloud_backend(load_settings()) == "claude-code"
-    assert load_settings().source_of("cloud.backend").startswith("file:")
+    assert load_settings().source_of("cloud.backend") == f"file:{isolated_home / 'config.yaml'}"
+
+
+def test_a_project_file_cannot_choose_the_cloud_backend(fake_claude: Path) -> None:
+    """`claude-code` spends the user's own subscription: a cloned repository must not switch it on."""
+    Path("ollama-dist.yaml").write_text("cloud: {backend: claude-code}\n")
+    with pytest.raises(ConfigError, match="not allowed in a project file") as err:
+        load_settings()
+    assert err.value.field == "cloud.backend" and err.value.line == 1
 
 
 def test_a_cloud_job_runs_through_claude_code_and_the_ledger_names_it(
