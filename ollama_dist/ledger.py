@@ -179,6 +179,16 @@ class Ledger:
         ).fetchall()
         return {task: TaskHistory(local_jobs=jobs, local_failures=failed) for task, jobs, failed in rows}
 
+    def vector(self, key: str, model_id: str) -> bytes | None:
+        """A stored instruction embedding (the router's second opinion), or None."""
+        row = self._db.execute("SELECT vector FROM instruction_embeddings WHERE fingerprint = ? AND model_id = ?",
+                               (key, model_id)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def save_vector(self, key: str, model_id: str, data: bytes) -> None:
+        self._write("INSERT OR IGNORE INTO instruction_embeddings (fingerprint, model_id, vector, created_at) "
+                    "VALUES (?, ?, ?, ?)", (key, model_id, data, time.time()))
+
     def attempts(self, run_id: str) -> list[dict[str, object]]:
         cur = self._db.execute("SELECT * FROM attempts WHERE run_id = ? ORDER BY id", (run_id,))
         names = [d[0] for d in cur.description]

@@ -81,4 +81,14 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("0004_attempts_by_run", """
         CREATE INDEX attempts_run ON attempts (run_id, id);
     """),
+    # the router's second opinion: one embedding per distinct instruction and model (ollama_dist/semantic.py)
+    ("0005_instruction_embeddings", """
+        CREATE TABLE instruction_embeddings (
+            fingerprint TEXT NOT NULL,
+            model_id    TEXT NOT NULL,
+            vector      BLOB NOT NULL,
+            created_at  REAL NOT NULL,
+            PRIMARY KEY (fingerprint, model_id)
+        );
+    """),
 ]
