@@ -224,12 +224,12 @@ def bank_vectors(exemplars: Sequence[Exemplar], embedder: Embedder, cache_dir: P
 
 
 @dataclass
-class _Loaded:
+class Loaded:
     embedder: Embedder
     knn: Knn
 
 
-Loader = Callable[[], _Loaded]
+Loader = Callable[[], Loaded]
 
 
 class SecondOpinion:
@@ -242,21 +242,21 @@ class SecondOpinion:
         self.extra = user_bank(home) if home is not None else []  # strict: a bad file fails the run now
         self._home = home
         self._loader = loader or self._load
-        self._loaded: _Loaded | None = None
+        self._loaded: Loaded | None = None
         self._failed: str | None = None
         self._noted = False
         self._by_task: dict[int, tuple[Task, Opinion]] = {}
         self._by_text: dict[str, Opinion] = {}
         self.embedded = 0  # texts embedded for tasks in this process (the cache's proof)
 
-    def _load(self) -> _Loaded:
+    def _load(self) -> Loaded:
         embedder = MiniLM()
         exemplars = shipped_bank() + self.extra
         cache = self._home / "cache" / "semantic" if self._home is not None else None
-        return _Loaded(embedder, Knn(exemplars, bank_vectors(exemplars, embedder, cache),
+        return Loaded(embedder, Knn(exemplars, bank_vectors(exemplars, embedder, cache),
                                      self.settings.semantic_k))
 
-    def ready(self) -> _Loaded | None:
+    def ready(self) -> Loaded | None:
         if self._loaded is None and self._failed is None:
             try:
                 self._loaded = self._loader()
