@@ -72,3 +72,13 @@ def test_two_ledgers_write_concurrently(tmp_path: Path) -> None:
         b.record(attempt(job_id=f"b{i}"))
     count = a.connection.execute("SELECT COUNT(*) FROM attempts").fetchone()[0]
     assert count == 100
+
+
+def test_instruction_embeddings_are_pinned_and_kept_once(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.db")
+    assert ledger.columns("instruction_embeddings") == ["fingerprint", "model_id", "vector", "created_at"]
+    assert ledger.vector("k", "m") is None
+    ledger.save_vector("k", "m", b"\x00\x01")
+    ledger.save_vector("k", "m", b"\x02")  # the first one stands: same instruction, same model
+    ledger.save_vector("k", "other", b"\x03")
+    assert ledger.vector("k", "m") == b"\x00\x01" and ledger.vector("k", "other") == b"\x03"
