@@ -36,6 +36,7 @@ class RouterSettings(_Section):
     semantic: bool = Field(True, description="a second opinion from labelled examples where no hard rule fires")
     semantic_threshold: float = Field(0.6, ge=0, le=1, description="local only when P(local) > this")
     semantic_k: int = Field(7, ge=1, le=100, description="nearest exemplars that vote")
+    semantic_learn: bool = Field(False, description="tasks' local outcomes in the ledger become exemplars")
 
 
 class ModelSettings(_Section):

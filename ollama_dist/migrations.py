@@ -90,5 +90,11 @@ MIGRATIONS: list[tuple[str, str]] = [
             created_at  REAL NOT NULL,
             PRIMARY KEY (fingerprint, model_id)
         );
+        CREATE TABLE task_instructions (
+            task_fingerprint TEXT PRIMARY KEY,
+            task             TEXT NOT NULL,
+            instruction      TEXT NOT NULL,
+            created_at       REAL NOT NULL
+        );
     """),
 ]

@@ -59,6 +59,10 @@ class VectorStore(Protocol):
 
     def save_vector(self, key: str, model_id: str, data: bytes) -> None: ...
 
+    def link_instruction(self, task_fingerprint: str, task: str, key: str) -> None: ...
+
+    def instruction_outcomes(self, model_id: str) -> list[tuple[str, str, int, int, bytes]]: ...
+
 
 # ---------------------------------------------------------------- the model
 
@@ -253,16 +257,29 @@ class SecondOpinion:
         embedder = MiniLM()
         exemplars = shipped_bank() + self.extra
         cache = self._home / "cache" / "semantic" if self._home is not None else None
-        return Loaded(embedder, Knn(exemplars, bank_vectors(exemplars, embedder, cache),
-                                     self.settings.semantic_k))
+        return Loaded(embedder, Knn(exemplars, bank_vectors(exemplars, embedder, cache), self.settings.semantic_k))
 
     def ready(self) -> Loaded | None:
         if self._loaded is None and self._failed is None:
             try:
-                self._loaded = self._loader()
+                self._loaded = self._learn(self._loader())
             except Unavailable as exc:
                 self._failed = str(exc) + (f" ({exc.hint})" if exc.hint else "")
         return self._loaded
+
+    def _learn(self, base: Loaded) -> Loaded:
+        """The bank plus what this user's outcomes taught (router.semantic_learn; ollama_dist/learning.py)."""
+        if not self.settings.semantic_learn or self.store is None:
+            return base
+        import numpy as np
+
+        from ollama_dist.learning import learnt
+
+        more, vectors = learnt(self.store, base.embedder.model_id)
+        if not more:
+            return base
+        knn = base.knn
+        return Loaded(base.embedder, Knn(knn.exemplars + more, np.concatenate([knn.vectors, vectors]), knn.k))
 
     def opinion(self, task: Task) -> Opinion | None:
         hit = self._by_task.get(id(task))
@@ -278,6 +295,8 @@ class SecondOpinion:
             found = loaded.knn.opinion(self._vector(loaded.embedder, key, text))
             self._by_text[key] = found
         self._by_task[id(task)] = (task, found)  # the task is held, so its id is not reused
+        if self.store is not None:
+            self.store.link_instruction(task.fingerprint(), task.name, key)
         return found
 
     def _vector(self, embedder: Embedder, key: str, text: str) -> Vectors:

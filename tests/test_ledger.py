@@ -77,6 +77,7 @@ def test_two_ledgers_write_concurrently(tmp_path: Path) -> None:
 def test_instruction_embeddings_are_pinned_and_kept_once(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "l.db")
     assert ledger.columns("instruction_embeddings") == ["fingerprint", "model_id", "vector", "created_at"]
+    assert ledger.columns("task_instructions") == ["task_fingerprint", "task", "instruction", "created_at"]
     assert ledger.vector("k", "m") is None
     ledger.save_vector("k", "m", b"\x00\x01")
     ledger.save_vector("k", "m", b"\x02")  # the first one stands: same instruction, same model

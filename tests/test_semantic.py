@@ -275,3 +275,26 @@ def test_the_shipped_bank_vectors_match_the_bank_and_model() -> None:
 
     vectors = bank_vectors(shipped_bank(), NoEmbed(), None)  # type: ignore[arg-type]
     assert vectors.shape == (len(shipped_bank()), 384)
+
+
+def test_outcomes_teach_the_bank_when_learning_is_on(tmp_path: Path) -> None:
+    from ollama_dist.ledger import Attempt
+
+    ledger = Ledger(tmp_path / "l.db")
+    prompt = "judge whether the notes plan will work in practice"  # nearest the cloud exemplars of BANK
+    first = job(prompt)
+    base = RouterSettings(semantic_k=1)
+    words = Words()
+    so = SecondOpinion(base, store=ledger, loader=lambda: loaded(base, BANK[3:], words))
+    assert Router(base, second_opinion=so).decide(first).target == "cloud"  # embeds and links the task
+    for i in range(3):  # three jobs whose local answers passed validation
+        ledger.record(Attempt(run_id="r", session="s", job_id=f"j{i}", task="notes",
+                              task_fingerprint=first.task.fingerprint(), input_hash=str(i), models_key="m",
+                              routed_to="local", lane="local", backend="ollama", model="g", attempt=1,
+                              outcome="ok", final=True))
+    for learn, want in ((False, "cloud"), (True, "local")):
+        s = RouterSettings(semantic_k=1, semantic_learn=learn)
+        so = SecondOpinion(s, store=ledger, loader=lambda s=s: loaded(s, BANK[3:]))
+        d = Router(s, second_opinion=so).decide(job(prompt))
+        assert d.target == want, d.reasons
+    assert "learnt:notes (deterministic, 1.00)" in " ".join(d.reasons)
