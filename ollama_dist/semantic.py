@@ -39,6 +39,9 @@ TOKENIZER = "data/all-MiniLM-L6-v2-tokenizer.json"
 SHIPPED_VECTORS = "data/exemplars/bank.npz"
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
 NEAREST_SHOWN = 3
+# A score this far past its threshold (reasoning markers, a qualitative goal, many steps) keeps
+# the task on cloud whatever the neighbours say: the asymmetric rule, when two opinions differ.
+SCORE_VETO_MARGIN = 0.10
 
 
 class Unavailable(OllamaDistError):
@@ -340,28 +343,32 @@ def second_opinion(settings: Settings, store: VectorStore | None = None) -> Seco
 
 def combine(decision: Decision, opinion: Opinion, s: RouterSettings, tokens: int,
             history: TaskHistory | None) -> Decision:
-    """Local only when P(local) > t and neither the input's size nor the task's history
-    (what the words cannot show, and the score weighs) says cloud. Otherwise cloud."""
+    """Local only when P(local) > t and the score does not veto: it vetoes when it is clearly
+    cloud (more than SCORE_VETO_MARGIN past its threshold), or for what the embedding cannot see
+    (an input past `local_context_tokens`, a history of failed local answers). Otherwise cloud."""
     t = s.semantic_threshold
     nearest = ", ".join(f"{n.id} ({n.label}, {n.similarity:.2f})" for n in opinion.nearest)
     reasons = list(decision.reasons)
     reasons.append(f"second opinion: P(local) {opinion.p_local:.2f} from the {s.semantic_k} nearest "
                    f"exemplars; nearest: {nearest}")
     veto = None
-    if tokens > s.local_context_tokens:
+    if decision.score > s.score_threshold + SCORE_VETO_MARGIN:
+        veto = f"the score {decision.score:.2f} is clearly past its threshold {s.score_threshold:g}"
+    elif tokens > s.local_context_tokens:
         veto = f"~{tokens} input tokens, past the {s.local_context_tokens} local models handle well"
     elif history and history.local_jobs >= 3 and history.local_failures / history.local_jobs > 0.5:
         veto = f"history: {history.local_failures}/{history.local_jobs} local answers failed"
-    if opinion.p_local > t and veto is None:
-        target = "local"
-        reasons.append(f"local: P(local) {opinion.p_local:.2f} > t {t:g} (the second opinion decides "
-                       "where no hard rule fires; the score's verdict above is advisory)")
-    elif veto is not None:
-        target = "cloud"
-        reasons.append(f"cloud: {veto} (the score's evidence outside the words overrules P(local))")
-    else:
+    if opinion.p_local <= t:
         target = "cloud"
         reasons.append(f"cloud: P(local) {opinion.p_local:.2f} <= t {t:g} (cloud unless P(local) > t)")
+    elif veto is not None:
+        target = "cloud"
+        reasons.append(f"cloud: P(local) {opinion.p_local:.2f} > t {t:g}, but {veto} (when the score says "
+                       "cloud clearly, or for what the words cannot show, cloud)")
+    else:
+        target = "local"
+        reasons.append(f"local: P(local) {opinion.p_local:.2f} > t {t:g} and the score does not veto (the "
+                       "second opinion decides where no hard rule fires; the score's verdict above is advisory)")
     confidence = opinion.p_local if target == "local" else 1.0 - opinion.p_local
     return decision.model_copy(update={"target": target, "confidence": round(confidence, 3),
                                        "reasons": tuple(reasons)})

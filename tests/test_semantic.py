@@ -111,6 +111,15 @@ def test_cloud_unless_p_local_beats_t() -> None:
     assert d.target == "cloud" and "cloud unless P(local) > t" in d.reasons[-1]
 
 
+def test_a_score_clearly_past_its_threshold_vetoes_local() -> None:
+    settings = RouterSettings(semantic_k=3)
+    so = SecondOpinion(settings, loader=lambda: loaded(settings))
+    prompt = "Go through the notes, explain and justify which items matter and recommend a plan."
+    d = Router(settings, second_opinion=so).decide(job(prompt))
+    assert d.score > settings.score_threshold + 0.1 and "P(local) 1.00" in " ".join(d.reasons)
+    assert d.target == "cloud" and "clearly past its threshold" in d.reasons[-1]
+
+
 def test_hard_rules_never_ask_the_second_opinion() -> None:
     settings = RouterSettings()
 
@@ -281,7 +290,7 @@ def test_outcomes_teach_the_bank_when_learning_is_on(tmp_path: Path) -> None:
     from ollama_dist.ledger import Attempt
 
     ledger = Ledger(tmp_path / "l.db")
-    prompt = "judge whether the notes plan will work in practice"  # nearest the cloud exemplars of BANK
+    prompt = "go over the company direction notes in practice"  # nearest the cloud exemplars of BANK
     first = job(prompt)
     base = RouterSettings(semantic_k=1)
     words = Words()
@@ -298,3 +307,30 @@ def test_outcomes_teach_the_bank_when_learning_is_on(tmp_path: Path) -> None:
         d = Router(s, second_opinion=so).decide(job(prompt))
         assert d.target == want, d.reasons
     assert "learnt:notes (deterministic, 1.00)" in " ".join(d.reasons)
+
+
+def test_the_shipped_bank_holds_no_evaluation_task() -> None:
+    """router_devset and router_holdout (and router_blind) stay evaluation sets: none of their
+    tasks may sit in the bank the second opinion votes with."""
+    from ollama_dist.tasks import find_task_files, load_file
+
+    bank = shipped_bank()
+    assert len(bank) >= 400 and {e.label for e in bank} == {"deterministic", "reasoning"}
+    prompts = {e.text.split("\n")[0] for e in bank}  # the names
+    texts = {e.text for e in bank}
+    words = {re.sub(r"\W+", " ", e.text.lower()) for e in bank}
+    data = Path(__file__).parent / "data"
+    seen = 0
+    for folder in ("router_devset", "router_holdout", "router_blind"):
+        if not (data / folder / "labels.yaml").exists():
+            continue
+        for path in find_task_files([data / folder]):
+            if path.name == "labels.yaml" or "fixtures" in path.parts:
+                continue
+            for task in load_file(path):
+                seen += 1
+                text = task_text(task)
+                assert text not in texts and re.sub(r"\W+", " ", text.lower()) not in words, task.name
+                assert task.name.replace("-", " ") not in prompts, task.name
+                assert not any(task.prompt.strip()[:80] in e.text for e in bank), task.name
+    assert seen >= 200
