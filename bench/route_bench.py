@@ -1,34 +1,40 @@
-"""Routing speed: decisions per second and the median time per decision for 10,000 jobs.
+"""Routing: rules only vs rules + the semantic second opinion, side by side in one run.
 
-Two cases, measured side by side in one run:
-- fan-out: 10,000 jobs over the 120 tasks of the router devset (a task's words are read
-  once, each job then costs a token estimate and the soft score);
-- distinct: 10,000 jobs that are each a task of its own (every decision reads the words).
-Run: python bench/route_bench.py
+- agreement and reasoning sent local on every labelled set: tests/data/router_devset,
+  tests/data/router_holdout, tests/data/router_blind when present, and any folder given on
+  the command line (a folder of task files with a labels.yaml: `task-name: local|cloud`);
+- a leave-one-out over the exemplar bank (the bank-only classifier, no rules): a sanity figure;
+- speed per decision: fan-out (10,000 jobs over the devset's 120 tasks: the words are read and
+  embedded once per task) and all-distinct (every job a task of its own: every decision embeds);
+- the model's load time (imports, model file check, session, bank vectors).
+
+Run: python bench/route_bench.py [EXTRA_SET_DIR ...] [--k 7] [--t 0.6] [--sweep]
+`--sweep` prints agreement over a grid of k and t on the devset only (the one set the
+router may be tuned on); never choose k or t on the holdout or blind sets.
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ollama_dist.config import RouterSettings  # noqa: E402
+from ollama_dist.errors import InputError  # noqa: E402
+from ollama_dist.exemplars import shipped_bank  # noqa: E402
 from ollama_dist.router import Router  # noqa: E402
-from ollama_dist.tasks import Job, Task, load_file, render_prompt  # noqa: E402
+from ollama_dist.semantic import Knn, SecondOpinion, Loaded  # noqa: E402
+from ollama_dist.tasks import Job, Task, expand, find_task_files, load_file, render_prompt  # noqa: E402
 
 N = 10_000
-
-
-def devset_tasks() -> list[Task]:
-    tasks: list[Task] = []
-    for path in sorted((ROOT / "tests/data/router_devset").glob("d*.yaml")):
-        tasks.extend(load_file(path))
-    return tasks
+N_DISTINCT_EMBEDDED = 300  # every one of these embeds: ~10 ms each on 2 cores
+DATA = ROOT / "tests/data"
 
 
 def job(task: Task, i: int) -> Job:
@@ -37,52 +43,139 @@ def job(task: Task, i: int) -> Job:
                prompt=render_prompt(task, text, None))
 
 
-def measure(jobs: list[Job]) -> tuple[float, float, float]:
-    router = Router(RouterSettings())
+def set_jobs(folder: Path) -> list[tuple[Job, str]]:
+    """(first job, label) for every task file of a labelled set."""
+    import yaml
+
+    labels = yaml.safe_load((folder / "labels.yaml").read_text())
+    out = []
+    for path in find_task_files([folder]):
+        if path.name in ("labels.yaml", "README.md") or path.parent.name == "fixtures":
+            continue
+        for task in load_file(path):
+            try:
+                first = next(iter(expand(task, folder)))
+            except (InputError, StopIteration):  # git ranges of someone else's repository: the words alone
+                first = Job(id=task.name, task=task, input_text="", input_hash="-",
+                            prompt=render_prompt(task, "", None))
+            out.append((first, labels[task.name]))
+    return out
+
+
+def score(router: Router, items: Sequence[tuple[Job, str]]) -> tuple[float, int, int, int, int]:
+    """(agreement, reasoning sent local, reasoning tasks, deterministic sent cloud, deterministic tasks)."""
+    agree = leak = cloud = over = local = 0
+    for j, want in items:
+        got = router.decide(j).target
+        agree += got == want
+        cloud += want == "cloud"
+        local += want == "local"
+        leak += want == "cloud" and got == "local"
+        over += want == "local" and got == "cloud"
+    return agree / len(items), leak, cloud, over, local
+
+
+def timed(router: Router, jobs: Sequence[Job]) -> tuple[float, float, float]:
     times = []
-    start = time.perf_counter()
     for j in jobs:
         t0 = time.perf_counter_ns()
         router.decide(j)
         times.append(time.perf_counter_ns() - t0)
-    wall = time.perf_counter() - start
+    mean = sum(times) / len(times) / 1000
     times.sort()
-    return N / wall, statistics.median(times) / 1000, times[int(0.99 * len(times))] / 1000
+    return mean, statistics.median(times) / 1000, times[int(0.99 * len(times))] / 1000
 
 
-def agreement(folder: Path, pattern: str) -> tuple[float, float, int]:
-    """(agreement, share of cloud-labelled tasks sent local, tasks) on a labelled set."""
-    import yaml
+def semantic_router(loaded: Loaded, settings: RouterSettings) -> tuple[Router, SecondOpinion]:
+    so = SecondOpinion(settings, loader=lambda: loaded)
+    return Router(settings, second_opinion=so), so
 
-    labels = yaml.safe_load((folder / "labels.yaml").read_text())
-    router = Router(RouterSettings())
+
+def leave_one_out(loaded: Loaded, t: float) -> str:
+    knn = loaded.knn
     agree = leak = cloud = 0
-    files = sorted(folder.glob(pattern))
-    for path in files:
-        (task,) = load_file(path)
-        got = router.decide(job(task, 0)).target
-        want = labels[task.name]
-        agree += got == want
-        cloud += want == "cloud"
-        leak += want == "cloud" and got == "local"
-    return agree / len(files), leak / cloud, len(files)
+    for i, e in enumerate(knn.exemplars):
+        local = knn.opinion(knn.vectors[i], exclude=i).p_local > t
+        agree += local == e.local
+        cloud += not e.local
+        leak += local and not e.local
+    n = len(knn.exemplars)
+    return (f"bank leave-one-out, classifier alone (k={knn.k}, t={t:g}, {n} exemplars): agreement "
+            f"{100 * agree / n:.1f}%, reasoning sent local {leak}/{cloud}")
+
+
+def sets(extra: Sequence[str]) -> list[tuple[str, Path]]:
+    found = [(name, DATA / folder) for name, folder in
+             (("devset", "router_devset"), ("holdout", "router_holdout"), ("blind", "router_blind"))]
+    found += [(Path(e).name, Path(e)) for e in extra]
+    return [(n, f) for n, f in found if (f / "labels.yaml").exists()]
+
+
+def speed(loaded: Loaded, settings: RouterSettings, tasks: list[Task]) -> None:
+    fan_out = [job(tasks[i % len(tasks)], i) for i in range(N)]
+    distinct = [job(tasks[i % len(tasks)].model_copy(update={"name": f"t{i}"}), i) for i in range(N)]
+    rules = Router(settings)
+    print(f"speed per decision ({N} jobs; fan-out over {len(tasks)} tasks):")
+    for label, jobs in (("fan-out", fan_out), ("distinct", distinct)):
+        mean, med, p99 = timed(rules, jobs)
+        print(f"  rules only        {label:9s} mean {mean:8.1f} us  median {med:6.1f} us  p99 {p99:8.1f} us")
+    router, so = semantic_router(loaded, settings)
+    mean, med, p99 = timed(router, fan_out)
+    print(f"  rules + semantic  fan-out   mean {mean:8.1f} us  median {med:6.1f} us  p99 {p99:8.1f} us"
+          f"  ({so.embedded} embedded)")
+    first = {id(j.task) for j in fan_out}
+    again = [j for j in fan_out[len(tasks):]]  # every task already seen once
+    assert len(first) == len(tasks)
+    mean, med, p99 = timed(router, again)
+    print(f"  rules + semantic  fan-out, after the first per task: mean {mean:.1f} us  median {med:.1f} us"
+          f"  p99 {p99:.1f} us  (aim: < 20 us)")
+    router, so = semantic_router(loaded, settings)
+    mean, med, p99 = timed(router, distinct[:N_DISTINCT_EMBEDDED])
+    print(f"  rules + semantic  distinct  mean {mean:8.1f} us  median {med:6.1f} us  p99 {p99:8.1f} us"
+          f"  (first {N_DISTINCT_EMBEDDED} jobs; {so.embedded} embedded: the soft-band ones)")
+
+
+def sweep(loaded: Loaded, devset: list[tuple[Job, str]]) -> None:
+    print("sweep on the devset only (k, t: agreement, reasoning sent local, deterministic sent cloud):")
+    for k in (3, 5, 7, 9, 11, 15):
+        cells = []
+        for t in (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8):
+            settings = RouterSettings(semantic_k=k, semantic_threshold=t)
+            knn = Knn(loaded.knn.exemplars, loaded.knn.vectors, k)
+            rate, leak, _, over, _ = score(semantic_router(Loaded(loaded.embedder, knn), settings)[0], devset)
+            cells.append(f"t={t:<4g} {100 * rate:5.1f}% {leak:2d} {over:2d}")
+        print(f"  k={k:<2d} " + " | ".join(cells))
 
 
 def main() -> None:
-    tasks = devset_tasks()
-    fan_out = [job(tasks[i % len(tasks)], i) for i in range(N)]
-    distinct = [job(tasks[i % len(tasks)].model_copy(update={"name": f"t{i}"}), i) for i in range(N)]
-    print(f"route_bench: {N} jobs, {len(tasks)} distinct task texts")
-    for label, jobs in (("fan-out", fan_out), ("distinct", distinct)):
-        rate, median_us, p99_us = measure(jobs)
-        print(f"  {label:9s} {rate:10,.0f} decisions/s   median {median_us:6.1f} us   p99 {p99_us:6.1f} us")
-    print("  aim: median under 50 us")
-    data = ROOT / "tests/data"
-    for name, folder, pattern in (("dev set", data / "router_devset", "d*.yaml"),
-                                  ("holdout", data / "router_holdout", "h*.yaml")):
-        if (folder / "labels.yaml").exists():
-            rate, leak, n = agreement(folder, pattern)
-            print(f"  {name:8s} ({n} tasks): agreement {100 * rate:.1f}%, reasoning sent local {100 * leak:.1f}%")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("extra", nargs="*", help="more labelled set folders")
+    parser.add_argument("--k", type=int, default=RouterSettings().semantic_k)
+    parser.add_argument("--t", type=float, default=RouterSettings().semantic_threshold)
+    parser.add_argument("--sweep", action="store_true", help="a k x t grid on the devset only")
+    args = parser.parse_args()
+    settings = RouterSettings(semantic_k=args.k, semantic_threshold=args.t)
+
+    t0 = time.perf_counter()
+    loaded = SecondOpinion(settings).ready()
+    load_s = time.perf_counter() - t0
+    if loaded is None:
+        sys.exit("route_bench: the second opinion is unavailable (install the `semantic` extra)")
+    print(f"route_bench: model {loaded.embedder.model_id}, bank {len(loaded.knn.exemplars)} exemplars, "
+          f"k={args.k}, t={args.t:g}; model + bank load {1000 * load_s:.0f} ms")
+    print(f"{'set':10s} {'tasks':>5s}   {'rules only':^38s}   {'rules + second opinion':^38s}")
+    for name, folder in sets(args.extra):
+        items = set_jobs(folder)
+        cols = []
+        for router in (Router(settings), semantic_router(loaded, settings)[0]):
+            rate, leak, cloud, over, local = score(router, items)
+            cols.append(f"{100 * rate:5.1f}%  reasoning->local {leak:2d}/{cloud:<3d} det->cloud {over:2d}/{local:<3d}")
+        print(f"{name:10s} {len(items):5d}   {cols[0]}   {cols[1]}")
+    print(leave_one_out(loaded, args.t))
+    tasks = [j.task for j, _ in set_jobs(DATA / "router_devset")]
+    speed(loaded, settings, tasks)
+    if args.sweep:
+        sweep(loaded, set_jobs(DATA / "router_devset"))
 
 
 if __name__ == "__main__":

@@ -53,20 +53,21 @@ def route(
     allow_outside_root: bool = False,
 ) -> list[Routed]:
     """Load the task files under `paths` and decide a lane for every job (inputs stay inside
-    `root` unless `allow_outside_root`)."""
+    `root` unless `allow_outside_root`). Routing writes nothing: the ledger is opened read-only."""
+    from ollama_dist.semantic import second_opinion
+
     settings = settings or load_settings()
     root = (root or Path.cwd()).resolve()
-    router = Router(settings.router)
     jobs = load_jobs(paths, root, allow_outside_root=allow_outside_root)
-    if history is None:
-        history = {}
-        if settings.ledger_path.exists():  # routing alone never creates a ledger
-            ledger = Ledger(settings.ledger_path, read_only=True)
-            try:
-                history = ledger.history({j.task.name for j in jobs})
-            finally:
-                ledger.close()
-    return [Routed(job, router.decide(job, history.get(job.task.name))) for job in jobs]
+    ledger = Ledger(settings.ledger_path, read_only=True) if settings.ledger_path.exists() else None
+    try:
+        if history is None:
+            history = ledger.history({j.task.name for j in jobs}) if ledger else {}
+        router = Router(settings.router, second_opinion=second_opinion(settings, ledger))
+        return [Routed(job, router.decide(job, history.get(job.task.name))) for job in jobs]
+    finally:
+        if ledger is not None:
+            ledger.close()
 
 
 @dataclass(frozen=True)
@@ -290,7 +291,9 @@ async def run_async(
     ledger = Ledger(settings.ledger_path)
     try:
         history = ledger.history({j.task.name for j in jobs})
-        router = Router(settings.router)
+        from ollama_dist.semantic import second_opinion
+
+        router = Router(settings.router, second_opinion=second_opinion(settings, ledger))
         routed = [Routed(job, router.decide(job, history.get(job.task.name))) for job in jobs]
         if on_start is not None:
             on_start(routed)

@@ -152,6 +152,9 @@ def calibrate_command(
     costs = evaluate.item_costs(replay_set, prices, settings.models.cloud, settings.models.escalation)
     result = evaluate.calibrate(replay_set, settings.router, costs, max_regression=max_regression,
                                 failures=evaluate.validator_failures(replay_set))
+    from ollama_dist.learning import effect, effect_line
+
+    learnt = effect(replay_set, settings)
     target = Path.cwd() / PROJECT_FILE
     written = None
     if write and result.reached:
@@ -159,13 +162,16 @@ def calibrate_command(
                                    result.suggested.confidence_threshold)
     if as_json:
         _print_json({"dataset": replay_set.name, "items": len(replay_set.items), **result.as_json(),
-                     "judge": judged.as_json() if judged else None, "written": str(written) if written else None})
+                     "judge": judged.as_json() if judged else None, "written": str(written) if written else None,
+                     "learnt": learnt})
     else:
         table = render.calibrate_table(result, settings.models.cloud)
         _console().print(table)
         if judged is not None:
             _console().print(render.judge_line(judged))
     err = _console(stderr=True)
+    if learnt is not None and not as_json:
+        err.print(effect_line(learnt))
     if written:
         err.print(f"wrote router.score_threshold and router.confidence_threshold to {written}")
     elif write:

@@ -46,6 +46,10 @@ class RouterSettings(_Section):
     local_context_tokens: int = Field(3000, gt=0, description="local models degrade past this")
     max_local_tokens: int = Field(8000, gt=0, description="above this a job never goes local")
     vocabulary: dict[str, Any] = Field(default_factory=dict, description="overrides of data/router.yaml")
+    semantic: bool = Field(True, description="a second opinion from labelled examples where no hard rule fires")
+    semantic_threshold: float = Field(0.6, ge=0, le=1, description="local only when P(local) > this")
+    semantic_k: int = Field(11, ge=1, le=100, description="nearest exemplars that vote")
+    semantic_learn: bool = Field(False, description="tasks' local outcomes in the ledger become exemplars")
 
 
 class ModelSettings(_Section):

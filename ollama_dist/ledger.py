@@ -277,6 +277,44 @@ class Ledger:
         ).fetchall())
         return {task: TaskHistory(local_jobs=jobs, local_failures=failed) for task, jobs, failed in rows}
 
+    def vector(self, key: str, model_id: str) -> bytes | None:
+        """A stored instruction embedding (the router's second opinion), or None."""
+        row = self._db.execute("SELECT vector FROM instruction_embeddings WHERE fingerprint = ? AND model_id = ?",
+                               (key, model_id)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def save_vector(self, key: str, model_id: str, data: bytes) -> None:
+        """Keep an embedding for later runs; a reader (`route`) keeps it in memory only."""
+        if self.read_only:
+            return
+        self._write("INSERT OR IGNORE INTO instruction_embeddings (fingerprint, model_id, vector, created_at) "
+                    "VALUES (?, ?, ?, ?)", (key, model_id, data, time.time()))
+
+    def link_instruction(self, task_fingerprint: str, task: str, key: str) -> None:
+        """Which instruction a task definition has: what lets outcomes teach the second opinion."""
+        if self.read_only:
+            return
+        self._write("INSERT OR IGNORE INTO task_instructions (task_fingerprint, task, instruction, created_at) "
+                    "VALUES (?, ?, ?, ?)", (task_fingerprint, task, key, time.time()))
+
+    def instruction_outcomes(self, model_id: str) -> list[tuple[str, str, int, int, bytes]]:
+        """Per embedded instruction: (key, a task name, local jobs passed, local jobs failed, vector).
+
+        Passed: a final valid local answer, and no shadow cloud answer for the job that failed
+        validation. Failed: a local answer ended invalid and no local answer was kept."""
+        rows = self._db.execute(
+            "WITH jobs AS (SELECT ti.instruction AS instruction, ti.task AS task, "
+            "MAX(a.lane = 'local' AND a.outcome = 'ok' AND a.final = 1) AS passed, "
+            "MAX(a.lane = 'local' AND a.outcome = 'invalid') AS invalid, "
+            "MAX(a.lane = 'cloud' AND a.outcome = 'invalid' AND a.reason LIKE 'shadow:%') AS shadow_failed "
+            "FROM task_instructions ti JOIN attempts a ON a.task_fingerprint = ti.task_fingerprint "
+            "GROUP BY ti.instruction, a.run_id, a.job_id) "
+            "SELECT j.instruction, MIN(j.task), SUM(j.passed AND NOT j.shadow_failed), "
+            "SUM(j.invalid AND NOT j.passed), e.vector FROM jobs j JOIN instruction_embeddings e "
+            "ON e.fingerprint = j.instruction AND e.model_id = ? GROUP BY j.instruction ORDER BY j.instruction",
+            (model_id,)).fetchall()
+        return [(key, task, int(ok), int(bad), bytes(vec)) for key, task, ok, bad, vec in rows]
+
     def attempts(self, run_id: str) -> list[dict[str, object]]:
         def query() -> list[dict[str, object]]:
             cur = self._db.execute("SELECT * FROM attempts WHERE run_id = ? ORDER BY id", (run_id,))

@@ -93,4 +93,20 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE attempts ADD COLUMN reported_cost_usd REAL;
         ALTER TABLE attempts ADD COLUMN tokens_estimated INTEGER NOT NULL DEFAULT 0
     """),
+    # the router's second opinion: one embedding per distinct instruction and model (ollama_dist/semantic.py)
+    ("0007_instruction_embeddings", """
+        CREATE TABLE instruction_embeddings (
+            fingerprint TEXT NOT NULL,
+            model_id    TEXT NOT NULL,
+            vector      BLOB NOT NULL,
+            created_at  REAL NOT NULL,
+            PRIMARY KEY (fingerprint, model_id)
+        );
+        CREATE TABLE task_instructions (
+            task_fingerprint TEXT PRIMARY KEY,
+            task             TEXT NOT NULL,
+            instruction      TEXT NOT NULL,
+            created_at       REAL NOT NULL
+        );
+    """),
 ]

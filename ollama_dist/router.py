@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict
@@ -48,6 +48,12 @@ class TaskHistory(BaseModel):
 
     local_jobs: int = 0
     local_failures: int = 0  # jobs whose local answers ended invalid (escalated or failed)
+
+
+class Reviewer(Protocol):
+    """A second opinion on soft-score decisions (ollama_dist.semantic); never sees hard-rule ones."""
+
+    def review(self, job: Job, decision: Decision, tokens: int, history: TaskHistory | None) -> Decision: ...
 
 
 def estimate_tokens(text: str) -> int:
@@ -169,6 +175,7 @@ class Router:
 
     settings: RouterSettings
     vocabulary: Mapping[str, Any] = field(default_factory=default_vocabulary)
+    second_opinion: Reviewer | None = None
 
     def __post_init__(self) -> None:
         vocab = dict(self.vocabulary)
@@ -248,7 +255,10 @@ class Router:
                          f"long context: ~{tokens} tokens is past the local limit of {s.max_local_tokens}")
         if info.local_rule and not info.reasoning and not _failing(history):
             return _hard("local", info.local_rule, f"{info.local_rule}: the instruction says {info.local_match!r}")
-        return self._score(job, info, tokens, history)
+        decision = self._score(job, info, tokens, history)
+        if self.second_opinion is not None:
+            return self.second_opinion.review(job, decision, tokens, history)
+        return decision
 
     def _score(self, job: Job, info: _Instruction, tokens: int, history: TaskHistory | None) -> Decision:
         s = self.settings

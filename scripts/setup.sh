@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install ollama-dist into the current Python environment, with its embedded local
 # tier: llama-cpp-python (built once with GGML_NATIVE=OFF: the native build enables
-# AMX kernels that some CPUs advertise but that crash) and the Gemma 3 270M model.
+# AMX kernels that some CPUs advertise but that crash) and the Gemma 3 270M model, and the
+# router's second opinion (onnxruntime, tokenizers and the MiniLM embedding model).
 # Usage: scripts/setup.sh [extra,...]   e.g. scripts/setup.sh test
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,6 @@ if ! compgen -G "$WHEELS/llama_cpp_python-$LLAMA_VERSION-*.whl" >/dev/null; then
   CMAKE_ARGS="-DGGML_NATIVE=OFF" "$PY" -m pip wheel --quiet --no-cache-dir --no-deps -w "$WHEELS" \
     "llama-cpp-python==$LLAMA_VERSION"
 fi
-extras="local${1:+,$1}"
+extras="local,semantic${1:+,$1}"
 "$PY" -m pip install --quiet --disable-pip-version-check --find-links "$WHEELS" -e ".[$extras]"
 echo "setup: installed ollama-dist[$extras]" >&2

@@ -80,3 +80,14 @@ def test_a_lone_surrogate_in_stored_text_is_kept_as_a_question_mark(tmp_path: Pa
     row = ledger.record(attempt(answer_text='{"city": "\udce9"}'))
     stored = ledger.connection.execute("SELECT answer_text FROM attempts WHERE id = ?", (row,)).fetchone()[0]
     assert stored == '{"city": "?"}'
+
+
+def test_instruction_embeddings_are_pinned_and_kept_once(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.db")
+    assert ledger.columns("instruction_embeddings") == ["fingerprint", "model_id", "vector", "created_at"]
+    assert ledger.columns("task_instructions") == ["task_fingerprint", "task", "instruction", "created_at"]
+    assert ledger.vector("k", "m") is None
+    ledger.save_vector("k", "m", b"\x00\x01")
+    ledger.save_vector("k", "m", b"\x02")  # the first one stands: same instruction, same model
+    ledger.save_vector("k", "other", b"\x03")
+    assert ledger.vector("k", "m") == b"\x00\x01" and ledger.vector("k", "other") == b"\x03"

@@ -1,0 +1,99 @@
+"""Learning from outcomes: the user's own tasks become exemplars for the second opinion.
+
+Opt-in (`router.semantic_learn: true`). From the ledger: an instruction whose local answers
+passed validation (and, where a shadow cloud answer was recorded, that answer passed too)
+in at least `MIN_JOBS` jobs, none failing, becomes a local exemplar; one whose local answers
+failed in at least `MIN_JOBS` jobs, more often than they passed, becomes a cloud exemplar.
+Their ids read `learnt:<task>`, so a decision they sway says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ollama_dist.exemplars import Exemplar
+
+if TYPE_CHECKING:
+    from ollama_dist.config import Settings
+    from ollama_dist.replay import ReplaySet
+    from ollama_dist.semantic import VectorStore, Vectors
+
+MIN_JOBS = 2
+
+
+def label_of(passed: int, failed: int) -> str | None:
+    if passed >= MIN_JOBS and failed == 0:
+        return "deterministic"
+    if failed >= MIN_JOBS and failed > passed:
+        return "reasoning"
+    return None
+
+
+def learnt(store: VectorStore, model_id: str) -> tuple[list[Exemplar], Vectors]:
+    """The learnt exemplars and their vectors (already in the ledger: nothing is embedded)."""
+    import numpy as np
+
+    exemplars: list[Exemplar] = []
+    rows = []
+    for key, task, passed, failed, vector in store.instruction_outcomes(model_id):
+        label = label_of(passed, failed)
+        if label is None:
+            continue
+        exemplars.append(Exemplar(f"learnt:{task}", label, "", f"ledger:{key}"))  # type: ignore[arg-type]
+        rows.append(np.frombuffer(vector, dtype=np.float32))
+    vectors: Vectors = np.stack(rows) if rows else np.zeros((0, 384), dtype=np.float32)
+    return exemplars, vectors
+
+
+def summary(exemplars: Sequence[Exemplar]) -> str:
+    local = sum(e.local for e in exemplars)
+    return f"{local} local and {len(exemplars) - local} cloud exemplar(s) learnt from the ledger"
+
+
+def effect(replay: ReplaySet, settings: Settings) -> dict[str, object] | None:
+    """What the learnt exemplars change on a replay set: lanes and quality, with and without them.
+
+    None when learning is off or there is no ledger to learn from."""
+    if not (settings.router.semantic and settings.router.semantic_learn) or not settings.ledger_path.exists():
+        return None
+    from ollama_dist.evaluate import item_job
+    from ollama_dist.ledger import Ledger
+    from ollama_dist.router import Router
+    from ollama_dist.semantic import SecondOpinion
+
+    jobs = [item_job(item) for item in replay.items]
+    local_q, cloud_q = replay.qualities()
+    ledger = Ledger(settings.ledger_path)
+    try:
+        lanes = []
+        learnt_count = ""
+        for learn in (False, True):
+            rs = settings.router.model_copy(update={"semantic_learn": learn})
+            so = SecondOpinion(rs, home=settings.home, store=ledger)
+            router = Router(rs, second_opinion=so)
+            lanes.append([router.decide(j).target == "local" for j in jobs])
+            ready = so.ready()
+            if learn and ready is not None:
+                learnt_count = summary([e for e in ready.knn.exemplars if e.id.startswith("learnt:")])
+    finally:
+        ledger.close()
+    n = len(jobs) or 1
+
+    def quality(local: list[bool]) -> float:
+        return round(sum(lq if lo else cq for lo, lq, cq in zip(local, local_q, cloud_q)) / n, 4)
+
+    before, after = lanes
+    return {"learnt": learnt_count, "items": len(jobs),
+            "to_local": sum(a and not b for a, b in zip(after, before)),
+            "to_cloud": sum(b and not a for a, b in zip(after, before)),
+            "local_share": [round(sum(before) / n, 4), round(sum(after) / n, 4)],
+            "quality": [quality(before), quality(after)]}
+
+
+def effect_line(found: dict[str, object]) -> str:
+    share, quality = found["local_share"], found["quality"]
+    assert isinstance(share, list) and isinstance(quality, list)
+    return (f"learnt bank: {found['learnt']}; on this replay set {found['to_local']} item(s) move to local and "
+            f"{found['to_cloud']} to cloud (local share {share[0]:.1%} -> {share[1]:.1%}, quality "
+            f"{quality[0]:.3f} -> {quality[1]:.3f}); the thresholds above are the router without them")
