@@ -181,6 +181,11 @@ class Sandbox:
         (self.root / "linkdir").symlink_to(self.outside, target_is_directory=True)
         self.task = self.root / "t.yaml"
         self.task.write_text("name: placeholder\nprompt: P\n")
+        # The router's second opinion loads an embedding model once (~250 MB resident): that
+        # constant would mask the high-water check for what a task file makes the loader allocate.
+        home = Path(os.environ["OLLAMA_DIST_HOME"])
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "config.yaml").write_text("router: {semantic: false}\n")
         self._before = self._snapshot()
 
     def _git(self, *args: str) -> None:
