@@ -187,6 +187,7 @@ class Sandbox:
         home.mkdir(parents=True, exist_ok=True)
         (home / "config.yaml").write_text("router: {semantic: false}\n")
         self._before = self._snapshot()
+        self.rss_at_start = rss_bytes()
 
     def _git(self, *args: str) -> None:
         subprocess.run(["git", "-C", str(self.root), "-c", "user.email=t@example.com", "-c", "user.name=T",
