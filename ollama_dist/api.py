@@ -20,7 +20,7 @@ from ollama_dist.errors import EXIT_INTERRUPTED, EXIT_JOB_FAILED, EXIT_OK, Input
 from ollama_dist.ledger import Ledger
 from ollama_dist.pricing import PriceTable, Usage
 from ollama_dist.router import Decision, Router, TaskHistory, estimate_tokens
-from ollama_dist.tasks import Job, TaskSource, load_jobs
+from ollama_dist.tasks.loader import Job, TaskSource, load_jobs
 
 
 @dataclass(frozen=True)

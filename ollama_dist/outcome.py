@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from ollama_dist.ledger import Attempt
 from ollama_dist.router import Decision
-from ollama_dist.tasks import Job
+from ollama_dist.tasks.loader import Job
 
 Status = Literal["ok", "failed", "handed_back"]
 

@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 from ollama_dist.config import RouterSettings
-from ollama_dist.tasks import Job, Task
+from ollama_dist.tasks.loader import Job, Task
 
 Target = Literal["local", "cloud"]
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from ollama_dist import handback
 from ollama_dist.cli import app
 from ollama_dist.config import load_settings
-from ollama_dist.tasks import load_jobs
+from ollama_dist.tasks.loader import load_jobs
 from tests.servers.anthropic import AnthropicServer
 from tests.servers.ollama import FakeOllama
 from tests.test_mcp import CITY, claude, connect, noisy, ollama, server_env  # noqa: F401  (fixtures)

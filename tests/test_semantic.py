@@ -23,7 +23,7 @@ from ollama_dist.exemplars import Exemplar, shipped_bank, task_text
 from ollama_dist.ledger import Ledger
 from ollama_dist.router import Router
 from ollama_dist.semantic import Knn, Loaded, SecondOpinion, Unavailable
-from ollama_dist.tasks import Job, Task
+from ollama_dist.tasks.loader import Job, Task
 
 np = pytest.importorskip("numpy")
 runner = CliRunner()
@@ -312,7 +312,7 @@ def test_outcomes_teach_the_bank_when_learning_is_on(tmp_path: Path) -> None:
 def test_the_shipped_bank_holds_no_evaluation_task() -> None:
     """router_devset and router_holdout (and router_blind) stay evaluation sets: none of their
     tasks may sit in the bank the second opinion votes with."""
-    from ollama_dist.tasks import find_task_files, load_file
+    from ollama_dist.tasks.loader import find_task_files, load_file
 
     bank = shipped_bank()
     assert len(bank) >= 400 and {e.label for e in bank} == {"deterministic", "reasoning"}
