@@ -19,7 +19,7 @@ from ollama_dist.lanes import Lanes
 from ollama_dist.errors import EXIT_INTERRUPTED, EXIT_JOB_FAILED, EXIT_OK, InputError, OllamaDistError, RunDied
 from ollama_dist.ledger import Ledger
 from ollama_dist.pricing import PriceTable, Usage
-from ollama_dist.router import Decision, Router, TaskHistory, estimate_tokens
+from ollama_dist.routing.router import Decision, Router, TaskHistory, estimate_tokens
 from ollama_dist.tasks.loader import Job, TaskSource, load_jobs
 
 
@@ -54,7 +54,7 @@ def route(
 ) -> list[Routed]:
     """Load the task files under `paths` and decide a lane for every job (inputs stay inside
     `root` unless `allow_outside_root`). Routing writes nothing: the ledger is opened read-only."""
-    from ollama_dist.semantic import second_opinion
+    from ollama_dist.routing.second_opinion import second_opinion
 
     settings = settings or load_settings()
     root = (root or Path.cwd()).resolve()
@@ -291,7 +291,7 @@ async def run_async(
     ledger = Ledger(settings.ledger_path)
     try:
         history = ledger.history({j.task.name for j in jobs})
-        from ollama_dist.semantic import second_opinion
+        from ollama_dist.routing.second_opinion import second_opinion
 
         router = Router(settings.router, second_opinion=second_opinion(settings, ledger))
         routed = [Routed(job, router.decide(job, history.get(job.task.name))) for job in jobs]

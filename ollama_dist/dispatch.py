@@ -33,7 +33,7 @@ from ollama_dist.ledger import Attempt, CachedAnswer, Ledger
 from ollama_dist.outcome import Event as Event, Outcome as Outcome  # re-exported: api, render
 from ollama_dist.outputs import Delivery, deliver, digest, edited, read_text, read_verified, write_atomic
 from ollama_dist.pricing import PriceTable, Usage
-from ollama_dist.router import Decision
+from ollama_dist.routing.router import Decision
 from ollama_dist.tasks.loader import Job
 from ollama_dist.validate import Verdict, feedback, reason_kind, validate
 

@@ -34,7 +34,7 @@ from ollama_dist.config import RouterSettings
 from ollama_dist.errors import ConfigError, InputError
 from ollama_dist.pricing import PriceTable, Usage
 from ollama_dist.replay import ReplayItem, ReplaySet
-from ollama_dist.router import Decision, Router, estimate_tokens
+from ollama_dist.routing.router import Decision, Router, estimate_tokens
 from ollama_dist.tasks.loader import Job, Task
 from ollama_dist.validate import validate
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ollama_dist.backends.base import Completion, Lane, Request
 from ollama_dist.errors import BackendError
-from ollama_dist.router import estimate_tokens
+from ollama_dist.routing.router import estimate_tokens
 
 if TYPE_CHECKING:
     from ollama_dist.config import Settings

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from ollama_dist.errors import LedgerError
 from ollama_dist.migrations import MIGRATIONS
-from ollama_dist.router import TaskHistory
+from ollama_dist.routing.router import TaskHistory
 
 
 @dataclass(frozen=True)

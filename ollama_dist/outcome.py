@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ollama_dist.ledger import Attempt
-from ollama_dist.router import Decision
+from ollama_dist.routing.router import Decision
 from ollama_dist.tasks.loader import Job
 
 Status = Literal["ok", "failed", "handed_back"]

@@ -17,7 +17,7 @@ from ollama_dist.errors import ConfigError, InputError
 from ollama_dist.evaluate import Curve, ItemCost, sweep
 from ollama_dist.pricing import PriceTable
 from ollama_dist.replay import GSM8K_ANSWER_PATTERN, ReplayItem, ReplaySet, load_routellm
-from ollama_dist.router import Router
+from ollama_dist.routing.router import Router
 from ollama_dist.validate import OutputSpec
 
 EVALS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks" / "routellm-evals"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ollama_dist.config import RouterSettings
-from ollama_dist.router import Router, TaskHistory, estimate_tokens
+from ollama_dist.routing.router import Router, TaskHistory, estimate_tokens
 from ollama_dist.tasks.loader import Job, Task, render_prompt
 
 SCHEMA = {"type": "object", "required": ["x"], "properties": {"x": {"type": "string"}}}

@@ -14,7 +14,7 @@ import yaml
 
 from ollama_dist.config import RouterSettings
 from ollama_dist.errors import InputError
-from ollama_dist.router import Router
+from ollama_dist.routing.router import Router
 from ollama_dist.tasks.loader import Job, expand, load_file, render_prompt
 
 DEVSET = Path(__file__).parent / "data" / "router_devset"

@@ -19,10 +19,10 @@ from typer.testing import CliRunner
 
 from ollama_dist.cli import app
 from ollama_dist.config import RouterSettings
-from ollama_dist.exemplars import Exemplar, shipped_bank, task_text
+from ollama_dist.routing.exemplars import Exemplar, shipped_bank, task_text
 from ollama_dist.ledger import Ledger
-from ollama_dist.router import Router
-from ollama_dist.semantic import Knn, Loaded, SecondOpinion, Unavailable
+from ollama_dist.routing.router import Router
+from ollama_dist.routing.second_opinion import Knn, Loaded, SecondOpinion, Unavailable
 from ollama_dist.tasks.loader import Job, Task
 
 np = pytest.importorskip("numpy")
@@ -171,7 +171,7 @@ def test_a_missing_model_leaves_rules_and_score_with_one_note() -> None:
 
 
 def test_a_broken_model_file_is_unavailable_not_a_crash(tmp_path: Path) -> None:
-    from ollama_dist.semantic import MiniLM
+    from ollama_dist.routing.second_opinion import MiniLM
 
     broken = tmp_path / "model.onnx"
     broken.write_bytes(b"not an onnx model")
@@ -272,7 +272,7 @@ def test_the_real_model_embeds_like_sentence_transformers() -> None:
 
 
 def test_the_shipped_bank_vectors_match_the_bank_and_model() -> None:
-    from ollama_dist.semantic import bank_vectors
+    from ollama_dist.routing.second_opinion import bank_vectors
 
     real = _real()
 

@@ -51,7 +51,7 @@ class TaskHistory(BaseModel):
 
 
 class Reviewer(Protocol):
-    """A second opinion on soft-score decisions (ollama_dist.semantic); never sees hard-rule ones."""
+    """A second opinion on soft-score decisions (ollama_dist.routing.second_opinion); never sees hard-rule ones."""
 
     def review(self, job: Job, decision: Decision, tokens: int, history: TaskHistory | None) -> Decision: ...
 

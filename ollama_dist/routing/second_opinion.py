@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ollama_dist.config import RouterSettings, Settings
 from ollama_dist.errors import OllamaDistError
-from ollama_dist.exemplars import Exemplar, bank_key, shipped_bank, task_text, text_key, user_bank
-from ollama_dist.router import Decision, TaskHistory
+from ollama_dist.routing.exemplars import Exemplar, bank_key, shipped_bank, task_text, text_key, user_bank
+from ollama_dist.routing.router import Decision, TaskHistory
 from ollama_dist.tasks.loader import Job, Task
 
 if TYPE_CHECKING:
@@ -271,12 +271,12 @@ class SecondOpinion:
         return self._loaded
 
     def _learn(self, base: Loaded) -> Loaded:
-        """The bank plus what this user's outcomes taught (router.semantic_learn; ollama_dist/learning.py)."""
+        """The bank plus what this user's outcomes taught (router.semantic_learn; ollama_dist/routing/learning.py)."""
         if not self.settings.semantic_learn or self.store is None:
             return base
         import numpy as np
 
-        from ollama_dist.learning import learnt
+        from ollama_dist.routing.learning import learnt
 
         more, vectors = learnt(self.store, base.embedder.model_id)
         if not more:

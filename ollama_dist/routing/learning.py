@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ollama_dist.exemplars import Exemplar
+from ollama_dist.routing.exemplars import Exemplar
 
 if TYPE_CHECKING:
     from ollama_dist.config import Settings
     from ollama_dist.replay import ReplaySet
-    from ollama_dist.semantic import VectorStore, Vectors
+    from ollama_dist.routing.second_opinion import VectorStore, Vectors
 
 MIN_JOBS = 2
 
@@ -59,8 +59,8 @@ def effect(replay: ReplaySet, settings: Settings) -> dict[str, object] | None:
         return None
     from ollama_dist.evaluate import item_job
     from ollama_dist.ledger import Ledger
-    from ollama_dist.router import Router
-    from ollama_dist.semantic import SecondOpinion
+    from ollama_dist.routing.router import Router
+    from ollama_dist.routing.second_opinion import SecondOpinion
 
     jobs = [item_job(item) for item in replay.items]
     local_q, cloud_q = replay.qualities()
