@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from ollama_dist.backends.base import Backend
-from ollama_dist.breaker import Breaker
+from ollama_dist.run.breaker import Breaker
 from ollama_dist.config import Settings, load_settings
-from ollama_dist.dispatch import Dispatcher, Event, Outcome, RunContext
-from ollama_dist.lanes import Lanes
+from ollama_dist.run.dispatch import Dispatcher, Event, Outcome, RunContext
+from ollama_dist.run.lanes import Lanes
 from ollama_dist.errors import EXIT_INTERRUPTED, EXIT_JOB_FAILED, EXIT_OK, InputError, OllamaDistError, RunDied
 from ollama_dist.ledger import Ledger
 from ollama_dist.pricing import PriceTable, Usage
@@ -230,8 +230,8 @@ def build_lanes(settings: Settings, *, hand_back: bool = False) -> Lanes:
         path = Path(o.embedded_model_path).expanduser() if o.embedded_model_path else None
         local.append(embedded.EmbeddedBackend(path, home=settings.home / "cache"))
     slots = o.concurrency_per_host * max(1, len(o.hosts) + len(o.openai_compat))
-    if hand_back:  # the caller is Claude: nothing goes to the API (see ollama_dist.handback)
-        from ollama_dist.handback import CallerBackend
+    if hand_back:  # the caller is Claude: nothing goes to the API (see ollama_dist.run.handback)
+        from ollama_dist.run.handback import CallerBackend
 
         return Lanes(FallbackBackend(local) if local else None, CallerBackend(), local_slots=slots,
                      cloud_slots=settings.cloud.concurrency, cloud_ready=False)

@@ -140,7 +140,7 @@ def run(
             err.print(f"note: {note}")
         return
     if hand_back:
-        from ollama_dist.handback import remaining
+        from ollama_dist.run.handback import remaining
 
         _print_json(remaining(report.as_json()))
         if not quiet:

@@ -275,7 +275,7 @@ def write_thresholds(path: Path, score_threshold: float, confidence_threshold: f
     every other key (and, where the file allows a line edit, its comments and layout)."""
     import yaml
 
-    from ollama_dist.outputs import write_atomic
+    from ollama_dist.run.outputs import write_atomic
     from ollama_dist.yamlfile import load_yaml
 
     values = {"score_threshold": round(score_threshold, 4), "confidence_threshold": round(confidence_threshold, 4)}

@@ -208,7 +208,7 @@ def route_tasks(args: Mapping[str, Any], state: ServerState) -> dict[str, Any]:
 
 def handback_result(work: Mapping[str, Any], project: Path) -> dict[str, Any]:
     """A handed-back job's instructions and output_spec, its write path relative to the project."""
-    from ollama_dist.handback import relative_to
+    from ollama_dist.run.handback import relative_to
 
     spec = dict(work["output_spec"])
     if spec.get("write"):
@@ -234,7 +234,7 @@ def _job_result(job: Mapping[str, Any], project: Path) -> dict[str, Any]:
 async def run_tasks(args: Mapping[str, Any], state: ServerState) -> dict[str, Any]:
     from ollama_dist import api
 
-    from ollama_dist.handback import cloud_mode
+    from ollama_dist.run.handback import cloud_mode
 
     settings = state.settings()
     hand_back = cloud_mode(settings, state.env) == "caller"

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ollama_dist.api import Estimate, Routed, RunReport
-from ollama_dist.dispatch import Event
+from ollama_dist.run.dispatch import Event
 
 if TYPE_CHECKING:
     from ollama_dist.evaluate import Calibration, EvalReport, Setting

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ollama_dist.breaker import Breaker, p95
+from ollama_dist.run.breaker import Breaker, p95
 from ollama_dist.config import BreakerSettings
 
 

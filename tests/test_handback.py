@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from ollama_dist import handback
+from ollama_dist.run import handback
 from ollama_dist.cli import app
 from ollama_dist.config import load_settings
 from ollama_dist.tasks.loader import load_jobs

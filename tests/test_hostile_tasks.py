@@ -143,7 +143,7 @@ def test_the_shipped_example_reads_inside_the_repository(repo_root: Path, monkey
     monkeypatch.chdir(repo_root)
     result = runner.invoke(app, ["route", "tasks/examples/extract-imports.yaml", "--json"])
     assert result.exit_code == 0, result.output
-    assert {j["input"] for j in json.loads(result.stdout)} >= {"ollama_dist/outputs.py"}
+    assert {j["input"] for j in json.loads(result.stdout)} >= {"ollama_dist/run/outputs.py"}
 
 
 # ------------------------------------------------------------ 5. alias bombs and nesting

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ollama_dist import outputs
+from ollama_dist.run import outputs
 from ollama_dist.errors import OutputError
 from ollama_dist.validate import OutputSpec, reason_kind, validate
 

@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ollama_dist.backends.base import Backend, Completion, Message, Request
-from ollama_dist.breaker import Breaker
+from ollama_dist.run.breaker import Breaker
 from ollama_dist.config import Settings
 from ollama_dist.errors import BackendError, BreakerOpen, LedgerError, OutputError
-from ollama_dist.handback import CALLER, HandedBack, estimated_tokens, work
-from ollama_dist.lanes import Lanes
+from ollama_dist.run.handback import CALLER, HandedBack, estimated_tokens, work
+from ollama_dist.run.lanes import Lanes
 from ollama_dist.ledger import Attempt, CachedAnswer, Ledger
-from ollama_dist.outcome import Event as Event, Outcome as Outcome  # re-exported: api, render
-from ollama_dist.outputs import Delivery, deliver, digest, edited, read_text, read_verified, write_atomic
+from ollama_dist.run.outcome import Event as Event, Outcome as Outcome  # re-exported: api, render
+from ollama_dist.run.outputs import Delivery, deliver, digest, edited, read_text, read_verified, write_atomic
 from ollama_dist.pricing import PriceTable, Usage
 from ollama_dist.routing.router import Decision
 from ollama_dist.tasks.loader import Job
