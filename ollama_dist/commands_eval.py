@@ -192,7 +192,7 @@ def load_replay(source: Path, fmt: str | None, benchmark: str | None, columns: A
     from pydantic import ValidationError
 
     from ollama_dist import replay
-    from ollama_dist.validate import OutputSpec
+    from ollama_dist.checks.validate import OutputSpec
 
     if fmt is not None and fmt not in replay.FORMATS:
         raise InputError(f"unknown format {fmt!r}", field="--format", hint="use " + " | ".join(replay.FORMATS))

@@ -36,7 +36,7 @@ from ollama_dist.pricing import PriceTable, Usage
 from ollama_dist.replay import ReplayItem, ReplaySet
 from ollama_dist.routing.router import Decision, Router, estimate_tokens
 from ollama_dist.tasks.loader import Job, Task
-from ollama_dist.validate import validate
+from ollama_dist.checks.validate import validate
 
 Policy = Literal["router", "router+validator", "random", "oracle"]
 POLICIES: tuple[Policy, ...] = ("router", "router+validator", "random", "oracle")

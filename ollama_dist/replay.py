@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ollama_dist.errors import InputError, LedgerError
-from ollama_dist.validate import OutputSpec
+from ollama_dist.checks.validate import OutputSpec
 
 Format = Literal["csv", "jsonl", "ledger", "routellm"]
 FORMATS: tuple[Format, ...] = ("csv", "jsonl", "ledger", "routellm")

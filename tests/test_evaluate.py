@@ -18,7 +18,7 @@ from ollama_dist.evaluate import Curve, ItemCost, sweep
 from ollama_dist.pricing import PriceTable
 from ollama_dist.replay import GSM8K_ANSWER_PATTERN, ReplayItem, ReplaySet, load_routellm
 from ollama_dist.routing.router import Router
-from ollama_dist.validate import OutputSpec
+from ollama_dist.checks.validate import OutputSpec
 
 EVALS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks" / "routellm-evals"
 needs_evals = pytest.mark.skipif(not EVALS.is_dir(), reason=f"RouteLLM eval data not found at {EVALS}")

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from ollama_dist.validate import (
+from ollama_dist.checks.validate import (
     OutputSpec,
     Verdict,
     check_pattern,
@@ -189,7 +189,7 @@ def test_schema_formats_are_checked() -> None:
 
 
 def test_equal_schemas_share_one_validator() -> None:
-    from ollama_dist.schema import canonical as _canonical, validator as _validator
+    from ollama_dist.checks.schema import canonical as _canonical, validator as _validator
 
     a = {"type": "object", "required": ["x"]}
     b = {"required": ["x"], "type": "object"}

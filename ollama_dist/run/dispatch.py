@@ -35,7 +35,7 @@ from ollama_dist.run.outputs import Delivery, deliver, digest, edited, read_text
 from ollama_dist.pricing import PriceTable, Usage
 from ollama_dist.routing.router import Decision
 from ollama_dist.tasks.loader import Job
-from ollama_dist.validate import Verdict, feedback, reason_kind, validate
+from ollama_dist.checks.validate import Verdict, feedback, reason_kind, validate
 
 TRUNCATED = frozenset({"length", "max_tokens", "model_context_window_exceeded"})
 LOCAL_ATTEMPTS = 2

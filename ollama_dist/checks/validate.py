@@ -23,9 +23,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ollama_dist import extract
-from ollama_dist import schema as json_schema
-from ollama_dist.extract import excerpt, short
+from ollama_dist.checks import extract
+from ollama_dist.checks import schema as json_schema
+from ollama_dist.checks.extract import excerpt, short
 
 Format = Literal["text", "json", "yaml", "code", "diff"]
 Fallback = Literal["fence", "balanced", "repair"]
