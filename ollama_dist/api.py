@@ -17,8 +17,8 @@ from ollama_dist.config import Settings, load_settings
 from ollama_dist.run.dispatch import Dispatcher, Event, Outcome, RunContext
 from ollama_dist.run.lanes import Lanes
 from ollama_dist.errors import EXIT_INTERRUPTED, EXIT_JOB_FAILED, EXIT_OK, InputError, OllamaDistError, RunDied
-from ollama_dist.ledger import Ledger
-from ollama_dist.pricing import PriceTable, Usage
+from ollama_dist.ledger.store import Ledger
+from ollama_dist.ledger.pricing import PriceTable, Usage
 from ollama_dist.routing.router import Decision, Router, TaskHistory, estimate_tokens
 from ollama_dist.tasks.loader import Job, TaskSource, load_jobs
 

@@ -135,7 +135,7 @@ def calibrate_command(
     from ollama_dist import evaluate, render
     from ollama_dist import judge as judging
     from ollama_dist.config import PROJECT_FILE, load_settings
-    from ollama_dist.pricing import PriceTable
+    from ollama_dist.ledger.pricing import PriceTable
     from ollama_dist.replay import Columns
 
     if not 0 <= max_regression <= 1:

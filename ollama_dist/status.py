@@ -194,7 +194,7 @@ class _Background:
             self._pool.shutdown(wait=True)
 
     def _count(self, path: str) -> int:
-        from ollama_dist.ledger import open_reader
+        from ollama_dist.ledger.store import open_reader
 
         db = open_reader(Path(path))
         try:
@@ -349,7 +349,7 @@ def router_status(settings: Settings, *, session: str | None = None, since: str 
                   all_: bool = False, by_day: bool = False, env: Mapping[str, str] | None = None,
                   now: float | None = None) -> RouterStatus:
     """Open the ledger (read side; a missing ledger is an empty status, not an error) and summarise."""
-    from ollama_dist.ledger import Ledger
+    from ollama_dist.ledger.store import Ledger
 
     path = settings.ledger_path
     cooldown = settings.breaker.cooldown_s

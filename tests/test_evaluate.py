@@ -15,7 +15,7 @@ from ollama_dist import evaluate
 from ollama_dist.config import RouterSettings
 from ollama_dist.errors import ConfigError, InputError
 from ollama_dist.evaluate import Curve, ItemCost, sweep
-from ollama_dist.pricing import PriceTable
+from ollama_dist.ledger.pricing import PriceTable
 from ollama_dist.replay import GSM8K_ANSWER_PATTERN, ReplayItem, ReplaySet, load_routellm
 from ollama_dist.routing.router import Router
 from ollama_dist.checks.validate import OutputSpec

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ollama_dist.errors import InputError, LedgerError
-from ollama_dist.ledger import Attempt, Ledger
+from ollama_dist.ledger.store import Attempt, Ledger
 from ollama_dist.replay import (
     STRONG_MODEL,
     Benchmark,

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from ollama_dist.cli import app
 from ollama_dist.config import RouterSettings
 from ollama_dist.routing.exemplars import Exemplar, shipped_bank, task_text
-from ollama_dist.ledger import Ledger
+from ollama_dist.ledger.store import Ledger
 from ollama_dist.routing.router import Router
 from ollama_dist.routing.second_opinion import Knn, Loaded, SecondOpinion, Unavailable
 from ollama_dist.tasks.loader import Job, Task
@@ -287,7 +287,7 @@ def test_the_shipped_bank_vectors_match_the_bank_and_model() -> None:
 
 
 def test_outcomes_teach_the_bank_when_learning_is_on(tmp_path: Path) -> None:
-    from ollama_dist.ledger import Attempt
+    from ollama_dist.ledger.store import Attempt
 
     ledger = Ledger(tmp_path / "l.db")
     prompt = "go over the company direction notes in practice"  # nearest the cloud exemplars of BANK

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from ollama_dist import status as st
 from ollama_dist.cli import app
-from ollama_dist.ledger import Attempt, Ledger
+from ollama_dist.ledger.store import Attempt, Ledger
 from tests.servers.anthropic import AnthropicServer
 from tests.servers.ollama import FakeOllama
 

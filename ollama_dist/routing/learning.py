@@ -58,7 +58,7 @@ def effect(replay: ReplaySet, settings: Settings) -> dict[str, object] | None:
     if not (settings.router.semantic and settings.router.semantic_learn) or not settings.ledger_path.exists():
         return None
     from ollama_dist.evaluate import item_job
-    from ollama_dist.ledger import Ledger
+    from ollama_dist.ledger.store import Ledger
     from ollama_dist.routing.router import Router
     from ollama_dist.routing.second_opinion import SecondOpinion
 

@@ -29,10 +29,10 @@ from ollama_dist.config import Settings
 from ollama_dist.errors import BackendError, BreakerOpen, LedgerError, OutputError
 from ollama_dist.run.handback import CALLER, HandedBack, estimated_tokens, work
 from ollama_dist.run.lanes import Lanes
-from ollama_dist.ledger import Attempt, CachedAnswer, Ledger
+from ollama_dist.ledger.store import Attempt, CachedAnswer, Ledger
 from ollama_dist.run.outcome import Event as Event, Outcome as Outcome  # re-exported: api, render
 from ollama_dist.run.outputs import Delivery, deliver, digest, edited, read_text, read_verified, write_atomic
-from ollama_dist.pricing import PriceTable, Usage
+from ollama_dist.ledger.pricing import PriceTable, Usage
 from ollama_dist.routing.router import Decision
 from ollama_dist.tasks.loader import Job
 from ollama_dist.checks.validate import Verdict, feedback, reason_kind, validate

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ollama_dist.ledger import Attempt
+from ollama_dist.ledger.store import Attempt
 from ollama_dist.routing.router import Decision
 from ollama_dist.tasks.loader import Job
 

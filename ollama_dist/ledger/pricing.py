@@ -70,7 +70,7 @@ class PriceTable:
         on top. A negative or non-numeric price is a ConfigError naming where it stands."""
         if source is None:
             text = resources.files("ollama_dist").joinpath(DATA_FILE).read_text(encoding="utf-8")
-            where = Path(__file__).parent / DATA_FILE
+            where = Path(__file__).parent.parent / DATA_FILE
         else:
             text, where = source.read_text(encoding="utf-8"), source
         doc = parse_yaml(text, where)

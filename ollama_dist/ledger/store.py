@@ -20,7 +20,7 @@ from typing import TypeVar
 from urllib.parse import quote
 
 from ollama_dist.errors import LedgerError
-from ollama_dist.migrations import MIGRATIONS
+from ollama_dist.ledger.migrations import MIGRATIONS
 from ollama_dist.routing.router import TaskHistory
 
 
