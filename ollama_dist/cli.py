@@ -47,7 +47,8 @@ def _console(stderr: bool = False) -> Any:
 def route(paths: PathsArg, as_json: JsonOpt = False, root: RootOpt = Path("."),
           allow_outside_root: OutsideOpt = False) -> None:
     """Classify each job local (deterministic) or cloud (reasoning), and say why."""
-    from ollama_dist import api, render
+    from ollama_dist import api
+    from ollama_dist.report import render
 
     routed = api.route(paths, root=root, allow_outside_root=allow_outside_root)
     if as_json:
@@ -83,7 +84,8 @@ def run(
         "(cloud-routed jobs and failed local ones, each with its instructions and output spec)."))] = False,
 ) -> None:
     """Run the jobs: local ones on Ollama, the rest on Claude; validate, escalate, record."""
-    from ollama_dist import api, lock, render
+    from ollama_dist import api, lock
+    from ollama_dist.report import render
     from ollama_dist.config import load_settings
 
     settings = load_settings()
@@ -198,7 +200,7 @@ def _until_signalled(main: Coroutine[Any, Any, api.RunReport]) -> api.RunReport:
 @handled
 def config(as_json: JsonOpt = False) -> None:
     """Show the effective settings and where each came from (secrets never shown)."""
-    from ollama_dist import render
+    from ollama_dist.report import render
     from ollama_dist.config import describe, load_settings
 
     rows = describe(load_settings())
@@ -219,7 +221,8 @@ app.add_typer(skill.app, name="claude")
 from ollama_dist import commands_eval  # noqa: E402  (light: replay, evaluate and judge load inside)
 app.command("eval")(handled(commands_eval.eval_command))
 app.command("calibrate")(handled(commands_eval.calibrate_command))
-from ollama_dist import server, status  # noqa: E402  (light: httpx, sqlite and rich load inside)
+from ollama_dist import server  # noqa: E402  (light: httpx, sqlite and rich load inside)
+from ollama_dist.report import status
 app.command("router-status")(handled(status.router_status_command))
 app.add_typer(server.app, name="ollama")
 

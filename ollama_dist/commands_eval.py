@@ -78,7 +78,8 @@ def eval_command(
     answer_format: AnswerFormatOpt = None,
 ) -> None:
     """Replay a set of answered jobs: quality against cloud share, APGR, CPT(50%), CPT(80%)."""
-    from ollama_dist import evaluate, render
+    from ollama_dist import evaluate
+    from ollama_dist.report import render
     from ollama_dist.config import load_settings
     from ollama_dist.replay import Columns
 
@@ -132,7 +133,8 @@ def calibrate_command(
     answer_format: AnswerFormatOpt = None,
 ) -> None:
     """Suggest router thresholds that keep quality regression under a target; --write saves them."""
-    from ollama_dist import evaluate, render
+    from ollama_dist import evaluate
+    from ollama_dist.report import render
     from ollama_dist import judge as judging
     from ollama_dist.config import PROJECT_FILE, load_settings
     from ollama_dist.ledger.pricing import PriceTable

@@ -2,7 +2,7 @@
 
 Three tools: `route_tasks` (where each job would go, and why), `run_tasks` (run them;
 validated values, where each was answered, totals with savings) and `router_status`
-(`ollama_dist.status` for this session).
+(`ollama_dist.report.status` for this session).
 Tasks come inline (`task_yaml`: read as if it stood in the project directory) or as a
 `path` to a task file or folder.
 
@@ -248,7 +248,7 @@ async def run_tasks(args: Mapping[str, Any], state: ServerState) -> dict[str, An
 
 
 def router_status(args: Mapping[str, Any], state: ServerState) -> dict[str, Any]:
-    from ollama_dist import status
+    from ollama_dist.report import status
 
     since = _strings(args, ("since",)).get("since")
     settings = state.settings()

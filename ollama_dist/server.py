@@ -144,7 +144,7 @@ def status_command(
     else:
         from rich.console import Console
 
-        from ollama_dist import render
+        from ollama_dist.report import render
 
         Console().print(render.ollama_status_table(reports))
     for r in reports:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from ollama_dist import status as st
+from ollama_dist.report import status as st
 from ollama_dist.cli import app
 from ollama_dist.ledger.store import Attempt, Ledger
 from tests.servers.anthropic import AnthropicServer

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ollama_dist.evaluate import Calibration, EvalReport, Setting
     from ollama_dist.judge import JudgeReport
     from ollama_dist.server import HostReport
-    from ollama_dist.status_figures import Day, RouterStatus
+    from ollama_dist.report.figures import Day, RouterStatus
 
 
 def route_table(routed: Sequence[Routed]) -> Table:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from ollama_dist.errors import InputError
-from ollama_dist.status_figures import (
+from ollama_dist.report.figures import (
     REWORK_WINDOW_S,
     BreakerView,
     Counts,
@@ -386,7 +386,7 @@ def router_status_command(
 
     from rich.console import Console
 
-    from ollama_dist import render
+    from ollama_dist.report import render
     from ollama_dist.config import load_settings
 
     settings = load_settings()

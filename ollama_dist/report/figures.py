@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from ollama_dist.status import Scope
+    from ollama_dist.report.status import Scope
 
 ANSWERED = ("ok", "cache_hit")
 REWORK_WINDOW_S = 3600.0
