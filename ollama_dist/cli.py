@@ -84,7 +84,8 @@ def run(
         "(cloud-routed jobs and failed local ones, each with its instructions and output spec)."))] = False,
 ) -> None:
     """Run the jobs: local ones on Ollama, the rest on Claude; validate, escalate, record."""
-    from ollama_dist import api, lock
+    from ollama_dist import api
+    from ollama_dist.integrations.cron import lock
     from ollama_dist.report import render
     from ollama_dist.config import load_settings
 
@@ -215,13 +216,14 @@ def config(as_json: JsonOpt = False) -> None:
 # ---------------------------------------------------------------------------
 # Commands that live in their own modules register here, one line each.
 # (Each module exposes a Typer function or sub-app; keep the logic out of cli.py.)
-from ollama_dist import mcp_server, skill  # noqa: E402  (light: the SDKs load inside their functions)
+from ollama_dist.integrations.claude_code import mcp_server  # noqa: E402  (light: the SDKs load inside their functions)
+from ollama_dist.integrations.claude_code import skill
 app.command("mcp")(handled(mcp_server.serve))
 app.add_typer(skill.app, name="claude")
 from ollama_dist import commands_eval  # noqa: E402  (light: replay, evaluate and judge load inside)
 app.command("eval")(handled(commands_eval.eval_command))
 app.command("calibrate")(handled(commands_eval.calibrate_command))
-from ollama_dist import server  # noqa: E402  (light: httpx, sqlite and rich load inside)
+from ollama_dist.integrations.ollama_control import server  # noqa: E402  (light: httpx, sqlite and rich load inside)
 from ollama_dist.report import status
 app.command("router-status")(handled(status.router_status_command))
 app.add_typer(server.app, name="ollama")

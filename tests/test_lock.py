@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from ollama_dist import lock
+from ollama_dist.integrations.cron import lock
 from ollama_dist.cli import app
 from ollama_dist.errors import EXIT_LOCKED, InputError, LockedError
 from tests.test_run import ledger_rows, task_file

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from ollama_dist import mcp_server
+from ollama_dist.integrations.claude_code import mcp_server
 from ollama_dist.errors import InputError
 from tests.servers.anthropic import AnthropicServer
 from tests.servers.ollama import FakeOllama
@@ -41,8 +41,8 @@ NOISE = textwrap.dedent("""\
     def _noise(event, args):
         if event != "import":
             return
-        if args[0] == "ollama_dist.mcp_server":
-            print("NOISE: print while ollama_dist.mcp_server is imported")
+        if args[0] == "ollama_dist.integrations.claude_code.mcp_server":
+            print("NOISE: print while ollama_dist.integrations.claude_code.mcp_server is imported")
         if args[0] == "anthropic":
             print("NOISE: print during a tool call")
             os.write(1, b"NOISE: raw write to fd 1 during a tool call\\n")
@@ -184,7 +184,7 @@ async def test_tools_over_stdio_and_nothing_but_protocol_on_stdout(world: dict[s
     assert any(m.get("result", {}).get("structuredContent", {}).get("totals") for m in messages)
     err = wire.stderr.read_text()
     # the noise happened, and went to stderr
-    for noise in ("print while ollama_dist.mcp_server", "print during a tool call", "raw write to fd 1",
+    for noise in ("print while ollama_dist.integrations.claude_code.mcp_server", "print during a tool call", "raw write to fd 1",
                   "a log record", "a warning"):
         assert f"NOISE: {noise}" in err, err
     db = sqlite3.connect(world["home"] / "ledger.db")

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from ollama_dist import skill
+from ollama_dist.integrations.claude_code import skill
 from ollama_dist.cli import app
 
 runner = CliRunner()

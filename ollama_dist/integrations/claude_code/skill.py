@@ -31,7 +31,8 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from ollama_dist import claude_settings, session
+from ollama_dist.integrations.claude_code import claude_settings
+from ollama_dist.integrations.claude_code import session
 from ollama_dist.errors import InputError
 from ollama_dist.exits import handled
 

@@ -129,7 +129,7 @@ class ServerState:
 
     def live_session(self, settings: Settings) -> str:
         """The session now: what the SessionStart hook last recorded (it follows /clear), else the start's."""
-        from ollama_dist.session import live_session
+        from ollama_dist.integrations.claude_code.session import live_session
 
         return live_session(settings.home, self.project, self.session)
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ollama_dist.exits import handled
-from ollama_dist.local_server import (
+from ollama_dist.integrations.ollama_control.process import (
     DEFAULT_WARM_CTX,
     UNIT,
     LocalServer,
