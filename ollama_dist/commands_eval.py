@@ -18,9 +18,9 @@ from ollama_dist.errors import EXIT_JOB_FAILED, InputError
 
 if TYPE_CHECKING:
     from ollama_dist.config import Settings
-    from ollama_dist.evaluate import EvalReport
-    from ollama_dist.judge import JudgeReport
-    from ollama_dist.replay import ReplaySet
+    from ollama_dist.evals.evaluate import EvalReport
+    from ollama_dist.evals.judge import JudgeReport
+    from ollama_dist.evals.replay import ReplaySet
 
 PLOT_EXTRA = "plot"  # pip install 'ollama-dist[plot]' brings matplotlib (PNG) and plotext (terminal)
 
@@ -78,10 +78,10 @@ def eval_command(
     answer_format: AnswerFormatOpt = None,
 ) -> None:
     """Replay a set of answered jobs: quality against cloud share, APGR, CPT(50%), CPT(80%)."""
-    from ollama_dist import evaluate
+    from ollama_dist.evals import evaluate
     from ollama_dist.report import render
     from ollama_dist.config import load_settings
-    from ollama_dist.replay import Columns
+    from ollama_dist.evals.replay import Columns
 
     if policy not in evaluate.POLICIES:
         raise InputError(f"unknown policy {policy!r}", field="--policy", hint="use " + " | ".join(evaluate.POLICIES))
@@ -133,12 +133,12 @@ def calibrate_command(
     answer_format: AnswerFormatOpt = None,
 ) -> None:
     """Suggest router thresholds that keep quality regression under a target; --write saves them."""
-    from ollama_dist import evaluate
+    from ollama_dist.evals import evaluate
     from ollama_dist.report import render
-    from ollama_dist import judge as judging
+    from ollama_dist.evals import judge as judging
     from ollama_dist.config import PROJECT_FILE, load_settings
     from ollama_dist.ledger.pricing import PriceTable
-    from ollama_dist.replay import Columns
+    from ollama_dist.evals.replay import Columns
 
     if not 0 <= max_regression <= 1:
         raise InputError("--max-regression is a share between 0 and 1 (0.02 is 2%)", field="--max-regression")
@@ -193,7 +193,7 @@ def load_replay(source: Path, fmt: str | None, benchmark: str | None, columns: A
 
     from pydantic import ValidationError
 
-    from ollama_dist import replay
+    from ollama_dist.evals import replay
     from ollama_dist.checks.validate import OutputSpec
 
     if fmt is not None and fmt not in replay.FORMATS:
@@ -215,7 +215,7 @@ def load_replay(source: Path, fmt: str | None, benchmark: str | None, columns: A
 def run_judge(replay_set: ReplaySet, settings: Settings, size: int) -> JudgeReport:
     import asyncio
 
-    from ollama_dist import judge
+    from ollama_dist.evals import judge
     from ollama_dist.backends.claude import ClaudeBackend
 
     items = judge.sample(replay_set, size)

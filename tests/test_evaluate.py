@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from ollama_dist import evaluate
+from ollama_dist.evals import evaluate
 from ollama_dist.config import RouterSettings
 from ollama_dist.errors import ConfigError, InputError
-from ollama_dist.evaluate import Curve, ItemCost, sweep
+from ollama_dist.evals.evaluate import Curve, ItemCost, sweep
 from ollama_dist.ledger.pricing import PriceTable
-from ollama_dist.replay import GSM8K_ANSWER_PATTERN, ReplayItem, ReplaySet, load_routellm
+from ollama_dist.evals.replay import GSM8K_ANSWER_PATTERN, ReplayItem, ReplaySet, load_routellm
 from ollama_dist.routing.router import Router
 from ollama_dist.checks.validate import OutputSpec
 

@@ -9,7 +9,7 @@ import pytest
 
 from ollama_dist.errors import InputError, LedgerError
 from ollama_dist.ledger.store import Attempt, Ledger
-from ollama_dist.replay import (
+from ollama_dist.evals.replay import (
     STRONG_MODEL,
     Benchmark,
     WEAK_MODEL,

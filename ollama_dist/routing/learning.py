@@ -16,7 +16,7 @@ from ollama_dist.routing.exemplars import Exemplar
 
 if TYPE_CHECKING:
     from ollama_dist.config import Settings
-    from ollama_dist.replay import ReplaySet
+    from ollama_dist.evals.replay import ReplaySet
     from ollama_dist.routing.second_opinion import VectorStore, Vectors
 
 MIN_JOBS = 2
@@ -57,7 +57,7 @@ def effect(replay: ReplaySet, settings: Settings) -> dict[str, object] | None:
     None when learning is off or there is no ledger to learn from."""
     if not (settings.router.semantic and settings.router.semantic_learn) or not settings.ledger_path.exists():
         return None
-    from ollama_dist.evaluate import item_job
+    from ollama_dist.evals.evaluate import item_job
     from ollama_dist.ledger.store import Ledger
     from ollama_dist.routing.router import Router
     from ollama_dist.routing.second_opinion import SecondOpinion
