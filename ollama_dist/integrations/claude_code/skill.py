@@ -1,4 +1,4 @@
-"""`ollama-dist claude install|uninstall`: the Claude Code skill, and optionally the project's MCP entry.
+"""What `ollama-dist claude install|uninstall` does (commands in ``cli.claude``): the Claude Code skill, and optionally the project's MCP entry.
 
 Install writes `.claude/skills/ollama-dist/SKILL.md` in the project (the working
 directory) or `~/.claude/skills/ollama-dist/SKILL.md` with `--user` (PROTOCOLS.md C.1),
@@ -27,14 +27,10 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
-
-import typer
+from typing import Any, Literal
 
 from ollama_dist.integrations.claude_code import claude_settings
-from ollama_dist.integrations.claude_code import session
 from ollama_dist.errors import InputError
-from ollama_dist.exits import handled
 
 SKILL = "ollama-dist"
 SERVER = "ollama-dist"
@@ -42,11 +38,6 @@ READ_ONLY_TOOLS = (f"mcp__{SERVER}__route_tasks", f"mcp__{SERVER}__router_status
 RUN_TOOL = f"mcp__{SERVER}__run_tasks"
 MANIFEST = Path("claude") / "installs.json"
 Scope = Literal["project", "user"]
-
-app = typer.Typer(help="Set up Claude Code to hand deterministic work to ollama-dist (skill, MCP server).",
-                  no_args_is_help=True, add_completion=False, rich_markup_mode=None,
-                  pretty_exceptions_show_locals=False)
-
 
 # ---------------------------------------------------------------------- pieces
 
@@ -306,39 +297,3 @@ def uninstall(t: Target, home: Path, *, command: list[str] | None = None) -> Rep
 
 
 # ---------------------------------------------------------------------- commands
-
-ProjectOpt = Annotated[bool, typer.Option("--project", help="This project: ./.claude (the default).")]
-UserOpt = Annotated[bool, typer.Option("--user", help="Every project: ~/.claude.")]
-
-
-def _home() -> Path:
-    from ollama_dist.config import load_settings
-
-    return load_settings().home
-
-
-def _done(report: Report) -> None:
-    for line in report.lines:
-        sys.stdout.write(line + "\n")
-
-
-@app.command("install")
-@handled
-def install_command(
-    project: ProjectOpt = False,
-    user: UserOpt = False,
-    mcp: Annotated[bool, typer.Option("--mcp", help="Also add the MCP server to the project's .mcp.json.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Replace a SKILL.md this install did not write.")] = False,
-) -> None:
-    """Write the ollama-dist skill for Claude Code; print (or with --mcp write) the MCP server config."""
-    _done(install(target(project, user), _home(), mcp=mcp, force=force))
-
-
-@app.command("uninstall")
-@handled
-def uninstall_command(project: ProjectOpt = False, user: UserOpt = False) -> None:
-    """Remove exactly what `install` wrote (an edited SKILL.md or .mcp.json entry stays)."""
-    _done(uninstall(target(project, user), _home()))
-
-
-app.command("session-hook", hidden=True)(handled(session.hook_command))

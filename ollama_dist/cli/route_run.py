@@ -1,4 +1,4 @@
-"""Typer app: parse -> call api -> render -> exit code. No SQL, HTTP or scoring here."""
+"""`route`, `run`, `config`: parse -> call api -> render -> exit code. No SQL, HTTP or scoring here."""
 
 from __future__ import annotations
 
@@ -14,15 +14,6 @@ from ollama_dist.exits import handled
 
 if TYPE_CHECKING:
     from ollama_dist import api
-
-app = typer.Typer(
-    name="ollama-dist",
-    help="Route routine LLM work to a local Ollama model, keep reasoning on Claude, prove every answer.",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
-    add_completion=False,
-    rich_markup_mode=None,  # plain help: rich formatting costs 0.1 s of imports on every --help
-)
 
 PathsArg = Annotated[list[Path], typer.Argument(help="Task files, or folders of them.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
@@ -42,7 +33,6 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr)
 
 
-@app.command()
 @handled
 def route(paths: PathsArg, as_json: JsonOpt = False, root: RootOpt = Path("."),
           allow_outside_root: OutsideOpt = False) -> None:
@@ -57,7 +47,6 @@ def route(paths: PathsArg, as_json: JsonOpt = False, root: RootOpt = Path("."),
         _console().print(render.route_table(routed))
 
 
-@app.command()
 @handled
 def run(
     ctx: typer.Context,
@@ -197,7 +186,6 @@ def _until_signalled(main: Coroutine[Any, Any, api.RunReport]) -> api.RunReport:
         raise
 
 
-@app.command()
 @handled
 def config(as_json: JsonOpt = False) -> None:
     """Show the effective settings and where each came from (secrets never shown)."""
@@ -210,28 +198,3 @@ def config(as_json: JsonOpt = False) -> None:
     else:
         _console().print(render.settings_table(rows))
 
-
-
-
-# ---------------------------------------------------------------------------
-# Commands that live in their own modules register here, one line each.
-# (Each module exposes a Typer function or sub-app; keep the logic out of cli.py.)
-from ollama_dist.integrations.claude_code import mcp_server  # noqa: E402  (light: the SDKs load inside their functions)
-from ollama_dist.integrations.claude_code import skill
-app.command("mcp")(handled(mcp_server.serve))
-app.add_typer(skill.app, name="claude")
-from ollama_dist import commands_eval  # noqa: E402  (light: replay, evaluate and judge load inside)
-app.command("eval")(handled(commands_eval.eval_command))
-app.command("calibrate")(handled(commands_eval.calibrate_command))
-from ollama_dist.integrations.ollama_control import server  # noqa: E402  (light: httpx, sqlite and rich load inside)
-from ollama_dist.report import status
-app.command("router-status")(handled(status.router_status_command))
-app.add_typer(server.app, name="ollama")
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()
