@@ -10,7 +10,7 @@ on      start the systemd unit `ollama.service` when there is one; else `ollama 
 off     stop what `on` started (the pid file, checked to still be `ollama serve`, or the
         unit), never anything else; `--unload` first asks the server to free its models.
 
-The probe is ``integrations.ollama_control.server``; starting and stopping is
+The probe is ``integrations.ollama_control.probe``; starting and stopping is
 ``integrations.ollama_control.process``. Nothing heavy is imported at module level.
 """
 
@@ -29,7 +29,7 @@ from ollama_dist.integrations.ollama_control.process import (
     LocalServer,
     pick_local_host,
 )
-from ollama_dist.integrations.ollama_control.server import probe
+from ollama_dist.integrations.ollama_control.probe import probe
 
 app = typer.Typer(
     name="ollama",
