@@ -371,7 +371,7 @@ async def _dispatch(report: RunReport, routed: Sequence[Routed], run: _Run) -> N
         if lanes is not None:
             await _close(lanes)
         run.ledger.finish_run(run.ctx.run_id, report.exit_code if code is None else code, error)
-        from ollama_dist.report import telemetry
+        from ollama_dist.run import telemetry
 
         telemetry.export_run(run.ledger.connection, run.ctx.run_id)  # nothing unless OpenTelemetry is set up
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from ollama_dist.report import telemetry
+from ollama_dist.run import telemetry
 from ollama_dist.cli import app
 from ollama_dist.ledger.store import Ledger
 from tests.servers.anthropic import AnthropicServer
