@@ -1,7 +1,10 @@
-"""The package's layout contract: imports run one way, from the commands down to the foundation.
+"""The package's layout contract: imports run one way, from the front ends down to the foundation.
 
-    cli  ->  api, integrations  ->  run, routing, tasks, evals  ->  backends, checks, ledger  ->  errors, config, exits, yamlfile
-    report (render, figures, status queries, telemetry) reads values from anything below cli; only cli imports it.
+    cli -> integrations.claude_code (the MCP server, hooks) -> report (render, status figures)
+        -> api, integrations.cron, integrations.ollama_control -> run, routing, tasks, evals
+        -> backends, checks, ledger -> errors, config, exits, yamlfile
+
+report reads values from anything below it; only the front ends (cli, the MCP server) import it.
 
 Every import counts, at module level and inside functions (the CLI defers its heavy imports into
 functions, but they are still dependencies); only `if TYPE_CHECKING:` blocks are left out. Among
@@ -18,18 +21,23 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "ollama_dist"
 
 LAYERS: dict[str, int] = {
-    "cli": 6,
+    "__main__": 8,
+    "cli": 7,
+    "integrations.claude_code": 6,
     "report": 5,
-    "api": 4, "integrations": 4,
+    "api": 4, "integrations.cron": 4, "integrations.ollama_control": 4,
     "run": 3, "routing": 3, "tasks": 3, "evals": 3,
     "backends": 2, "checks": 2, "ledger": 2,
-    "errors": 1, "config": 1, "exits": 1, "yamlfile": 1, "__init__": 1, "__main__": 7,
+    "errors": 1, "config": 1, "exits": 1, "yamlfile": 1, "__init__": 1, "integrations": 1,
 }
 
 
 def unit(module: str) -> str:
-    """`ollama_dist.run.dispatch` -> `run`; `ollama_dist.api` -> `api`; `ollama_dist` -> `__init__`."""
+    """`ollama_dist.run.dispatch` -> `run`; `ollama_dist.api` -> `api`; `ollama_dist` -> `__init__`;
+    `ollama_dist.integrations.cron.lock` -> `integrations.cron` (each integration is a unit of its own)."""
     parts = module.split(".")
+    if len(parts) > 2 and parts[1] == "integrations":
+        return ".".join(parts[1:3])
     return parts[1] if len(parts) > 1 else "__init__"
 
 
@@ -47,7 +55,7 @@ def _is_type_checking(node: ast.If) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def imports_of(tree: ast.AST, module: str, is_package: bool) -> set[str]:
+def imports_of(tree: ast.AST, module: str, is_package: bool, package: Path) -> set[str]:
     """Every ollama_dist module `tree` imports, anywhere but under `if TYPE_CHECKING:`."""
     found: set[str] = set()
 
@@ -65,12 +73,18 @@ def imports_of(tree: ast.AST, module: str, is_package: bool) -> set[str]:
                 anchor = anchor[: len(anchor) - (node.level - 1)]
                 base = ".".join([*anchor, base] if base else anchor)
             if base.split(".")[0] == "ollama_dist":
-                found.update(f"{base}.{a.name}" if base == "ollama_dist" else base for a in node.names)
+                found.update(f"{base}.{a.name}" if _is_module(package, base, a.name) else base for a in node.names)
         for child in ast.iter_child_nodes(node):
             visit(child)
 
     visit(tree)
     return found
+
+
+def _is_module(package: Path, base: str, name: str) -> bool:
+    """Whether `from base import name` names a module (else a value in base)."""
+    folder = package.parent.joinpath(*base.split("."))
+    return (folder / f"{name}.py").exists() or (folder / name / "__init__.py").exists()
 
 
 def graph(package: Path) -> dict[str, set[str]]:
@@ -80,7 +94,7 @@ def graph(package: Path) -> dict[str, set[str]]:
         module = module_name(path, package)
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         src = unit(module)
-        for target in imports_of(tree, module, path.name == "__init__.py"):
+        for target in imports_of(tree, module, path.name == "__init__.py", package):
             dst = unit(target)
             if dst != src:
                 edges.setdefault(src, set()).add(dst)

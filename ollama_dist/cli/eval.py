@@ -154,7 +154,7 @@ def calibrate_command(
     costs = evaluate.item_costs(replay_set, prices, settings.models.cloud, settings.models.escalation)
     result = evaluate.calibrate(replay_set, settings.router, costs, max_regression=max_regression,
                                 failures=evaluate.validator_failures(replay_set))
-    from ollama_dist.routing.learning import effect, effect_line
+    from ollama_dist.evals.learning_effect import effect, effect_line
 
     learnt = effect(replay_set, settings)
     target = Path.cwd() / PROJECT_FILE

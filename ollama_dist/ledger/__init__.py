@@ -3,6 +3,6 @@
 The public names are re-exported here: `from ollama_dist.ledger import Ledger, Attempt`.
 """
 
-from ollama_dist.ledger.store import Attempt, CachedAnswer, Ledger, open_reader, read_only_uri
+from ollama_dist.ledger.store import Attempt, CachedAnswer, Ledger, TaskHistory, open_reader, read_only_uri
 
-__all__ = ["Attempt", "CachedAnswer", "Ledger", "open_reader", "read_only_uri"]
+__all__ = ["Attempt", "CachedAnswer", "Ledger", "TaskHistory", "open_reader", "read_only_uri"]

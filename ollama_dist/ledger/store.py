@@ -19,9 +19,19 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import quote
 
+from pydantic import BaseModel, ConfigDict
+
 from ollama_dist.errors import LedgerError
 from ollama_dist.ledger.migrations import MIGRATIONS
-from ollama_dist.routing.router import TaskHistory
+
+
+class TaskHistory(BaseModel):
+    """What the ledger knows of a task's past local attempts."""
+
+    model_config = ConfigDict(frozen=True)
+
+    local_jobs: int = 0
+    local_failures: int = 0  # jobs whose local answers ended invalid (escalated or failed)
 
 
 @dataclass(frozen=True)

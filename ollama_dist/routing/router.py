@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 from ollama_dist.config import RouterSettings
+from ollama_dist.ledger.store import TaskHistory as TaskHistory  # re-exported: it lived here
 from ollama_dist.tasks.loader import Job, Task
 
 Target = Literal["local", "cloud"]
@@ -39,15 +40,6 @@ class Decision(BaseModel):
     confidence: float
     rule: str | None
     reasons: tuple[str, ...]
-
-
-class TaskHistory(BaseModel):
-    """What the ledger knows of a task's past local attempts."""
-
-    model_config = ConfigDict(frozen=True)
-
-    local_jobs: int = 0
-    local_failures: int = 0  # jobs whose local answers ended invalid (escalated or failed)
 
 
 class Reviewer(Protocol):
