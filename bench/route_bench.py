@@ -27,9 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from ollama_dist.config import RouterSettings  # noqa: E402
 from ollama_dist.errors import InputError  # noqa: E402
-from ollama_dist.routing.exemplars import shipped_bank  # noqa: E402
 from ollama_dist.routing.router import Router  # noqa: E402
-from ollama_dist.routing.second_opinion import Knn, SecondOpinion, Loaded  # noqa: E402
+from ollama_dist.routing.second_opinion import Knn, Loaded, SecondOpinion  # noqa: E402
 from ollama_dist.tasks.loader import Job, Task, expand, find_task_files, load_file, render_prompt  # noqa: E402
 
 N = 10_000

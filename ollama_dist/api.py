@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from ollama_dist.backends.base import Backend
-from ollama_dist.run.breaker import Breaker
 from ollama_dist.config import Settings, load_settings
+from ollama_dist.errors import EXIT_INTERRUPTED, EXIT_JOB_FAILED, EXIT_OK, InputError, OllamaDistError, RunDied
+from ollama_dist.ledger.pricing import PriceTable, Usage
+from ollama_dist.ledger.store import Ledger
+from ollama_dist.routing.router import Decision, Router, TaskHistory, estimate_tokens
+from ollama_dist.run.breaker import Breaker
 from ollama_dist.run.dispatch import Dispatcher, Event, Outcome, RunContext
 from ollama_dist.run.lanes import Lanes
-from ollama_dist.errors import EXIT_INTERRUPTED, EXIT_JOB_FAILED, EXIT_OK, InputError, OllamaDistError, RunDied
-from ollama_dist.ledger.store import Ledger
-from ollama_dist.ledger.pricing import PriceTable, Usage
-from ollama_dist.routing.router import Decision, Router, TaskHistory, estimate_tokens
 from ollama_dist.tasks.loader import Job, TaskSource, load_jobs
 
 

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from ollama_dist.evals import evaluate
+from ollama_dist.checks.validate import OutputSpec
 from ollama_dist.config import RouterSettings
 from ollama_dist.errors import ConfigError, InputError
+from ollama_dist.evals import evaluate
 from ollama_dist.evals.evaluate import Curve, ItemCost, sweep
-from ollama_dist.ledger.pricing import PriceTable
 from ollama_dist.evals.replay import GSM8K_ANSWER_PATTERN, ReplayItem, ReplaySet, load_routellm
+from ollama_dist.ledger.pricing import PriceTable
 from ollama_dist.routing.router import Router
-from ollama_dist.checks.validate import OutputSpec
 
 EVALS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks" / "routellm-evals"
 needs_evals = pytest.mark.skipif(not EVALS.is_dir(), reason=f"RouteLLM eval data not found at {EVALS}")

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from ollama_dist.run import handback
 from ollama_dist.cli import app
 from ollama_dist.config import load_settings
+from ollama_dist.run import handback
 from ollama_dist.tasks.loader import load_jobs
 from tests.servers.anthropic import AnthropicServer
 from tests.servers.ollama import FakeOllama

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from ollama_dist.integrations.claude_code import mcp_server
 from ollama_dist.cli import app
 from ollama_dist.errors import EXIT_BAD_INPUT, InputError
+from ollama_dist.integrations.claude_code import mcp_server
 from ollama_dist.tasks.loader import load_jobs, load_tasks
 from tests.servers.anthropic import AnthropicServer
 from tests.servers.ollama import FakeOllama

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from ollama_dist.integrations.claude_code import mcp_server
 from ollama_dist.errors import InputError
+from ollama_dist.integrations.claude_code import mcp_server
 from tests.servers.anthropic import AnthropicServer
 from tests.servers.ollama import FakeOllama
 

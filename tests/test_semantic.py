@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from ollama_dist.cli import app
 from ollama_dist.config import RouterSettings
-from ollama_dist.routing.exemplars import Exemplar, shipped_bank, task_text
 from ollama_dist.ledger.store import Ledger
+from ollama_dist.routing.exemplars import Exemplar, shipped_bank, task_text
 from ollama_dist.routing.router import Router
 from ollama_dist.routing.second_opinion import Knn, Loaded, SecondOpinion, Unavailable
 from ollama_dist.tasks.loader import Job, Task

@@ -460,7 +460,8 @@ def _probe_timeout(seconds: float) -> httpx.Timeout:
 async def get_version(client: httpx.AsyncClient, host: str, *, timeout_s: float = 5.0) -> str:
     base = normalize_host(host)
     data = await request_json(
-        client, "GET", f"{base}/api/version", body=None, timeout=_probe_timeout(timeout_s), server="Ollama", hint=START_HINT
+        client, "GET", f"{base}/api/version", body=None, timeout=_probe_timeout(timeout_s), server="Ollama",
+        hint=START_HINT
     )
     return str(data.get("version", ""))
 
@@ -468,7 +469,8 @@ async def get_version(client: httpx.AsyncClient, host: str, *, timeout_s: float 
 async def list_models(client: httpx.AsyncClient, host: str, *, timeout_s: float = 5.0) -> tuple[ModelEntry, ...]:
     base = normalize_host(host)
     data = await request_json(
-        client, "GET", f"{base}/api/tags", body=None, timeout=_probe_timeout(timeout_s), server="Ollama", hint=START_HINT
+        client, "GET", f"{base}/api/tags", body=None, timeout=_probe_timeout(timeout_s), server="Ollama",
+        hint=START_HINT
     )
     entries = []
     for item in _dicts(data.get("models")):

@@ -11,8 +11,8 @@ import json
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from ollama_dist.errors import InputError
 from ollama_dist.checks.extract import short
+from ollama_dist.errors import InputError
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError

@@ -78,10 +78,10 @@ def eval_command(
     answer_format: AnswerFormatOpt = None,
 ) -> None:
     """Replay a set of answered jobs: quality against cloud share, APGR, CPT(50%), CPT(80%)."""
-    from ollama_dist.evals import evaluate
-    from ollama_dist.report import render
     from ollama_dist.config import load_settings
+    from ollama_dist.evals import evaluate
     from ollama_dist.evals.replay import Columns
+    from ollama_dist.report import render
 
     if policy not in evaluate.POLICIES:
         raise InputError(f"unknown policy {policy!r}", field="--policy", hint="use " + " | ".join(evaluate.POLICIES))
@@ -133,12 +133,12 @@ def calibrate_command(
     answer_format: AnswerFormatOpt = None,
 ) -> None:
     """Suggest router thresholds that keep quality regression under a target; --write saves them."""
-    from ollama_dist.evals import evaluate
-    from ollama_dist.report import render
-    from ollama_dist.evals import judge as judging
     from ollama_dist.config import PROJECT_FILE, load_settings
-    from ollama_dist.ledger.pricing import PriceTable
+    from ollama_dist.evals import evaluate
+    from ollama_dist.evals import judge as judging
     from ollama_dist.evals.replay import Columns
+    from ollama_dist.ledger.pricing import PriceTable
+    from ollama_dist.report import render
 
     if not 0 <= max_regression <= 1:
         raise InputError("--max-regression is a share between 0 and 1 (0.02 is 2%)", field="--max-regression")
@@ -193,8 +193,8 @@ def load_replay(source: Path, fmt: str | None, benchmark: str | None, columns: A
 
     from pydantic import ValidationError
 
-    from ollama_dist.evals import replay
     from ollama_dist.checks.validate import OutputSpec
+    from ollama_dist.evals import replay
 
     if fmt is not None and fmt not in replay.FORMATS:
         raise InputError(f"unknown format {fmt!r}", field="--format", hint="use " + " | ".join(replay.FORMATS))
@@ -215,8 +215,8 @@ def load_replay(source: Path, fmt: str | None, benchmark: str | None, columns: A
 def run_judge(replay_set: ReplaySet, settings: Settings, size: int) -> JudgeReport:
     import asyncio
 
-    from ollama_dist.evals import judge
     from ollama_dist.backends.claude import ClaudeBackend
+    from ollama_dist.evals import judge
 
     items = judge.sample(replay_set, size)
     key = settings.cloud.api_key.get_secret_value() if settings.cloud.api_key else ""

@@ -23,13 +23,13 @@ from typing import Annotated, Any
 import typer
 
 from ollama_dist.exits import handled
+from ollama_dist.integrations.ollama_control.probe import probe
 from ollama_dist.integrations.ollama_control.process import (
     DEFAULT_WARM_CTX,
     UNIT,
     LocalServer,
     pick_local_host,
 )
-from ollama_dist.integrations.ollama_control.probe import probe
 
 app = typer.Typer(
     name="ollama",

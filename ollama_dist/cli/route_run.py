@@ -74,9 +74,9 @@ def run(
 ) -> None:
     """Run the jobs: local ones on Ollama, the rest on Claude; validate, escalate, record."""
     from ollama_dist import api
+    from ollama_dist.config import load_settings
     from ollama_dist.integrations.cron import lock
     from ollama_dist.report import render
-    from ollama_dist.config import load_settings
 
     settings = load_settings()
     if hand_back and cloud_batch:
@@ -189,8 +189,8 @@ def _until_signalled(main: Coroutine[Any, Any, api.RunReport]) -> api.RunReport:
 @handled
 def config(as_json: JsonOpt = False) -> None:
     """Show the effective settings and where each came from (secrets never shown)."""
-    from ollama_dist.report import render
     from ollama_dist.config import describe, load_settings
+    from ollama_dist.report import render
 
     rows = describe(load_settings())
     if as_json:

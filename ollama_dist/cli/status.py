@@ -32,9 +32,8 @@ def router_status_command(
 
     from rich.console import Console
 
-    from ollama_dist.report import render
     from ollama_dist.config import load_settings
-
+    from ollama_dist.report import render
     from ollama_dist.report.status import router_status
 
     settings = load_settings()

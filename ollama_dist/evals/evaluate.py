@@ -30,13 +30,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ollama_dist.checks.validate import validate
 from ollama_dist.config import RouterSettings
 from ollama_dist.errors import ConfigError, InputError
-from ollama_dist.ledger.pricing import PriceTable, Usage
 from ollama_dist.evals.replay import ReplayItem, ReplaySet
+from ollama_dist.ledger.pricing import PriceTable, Usage
 from ollama_dist.routing.router import Decision, Router, estimate_tokens
 from ollama_dist.tasks.loader import Job, Task
-from ollama_dist.checks.validate import validate
 
 Policy = Literal["router", "router+validator", "random", "oracle"]
 POLICIES: tuple[Policy, ...] = ("router", "router+validator", "random", "oracle")

@@ -19,9 +19,9 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from ollama_dist.backends.base import Backend, Message, Request
+from ollama_dist.checks.validate import OutputSpec, validate
 from ollama_dist.errors import AuthError, BackendError, InputError
 from ollama_dist.evals.replay import ReplayItem, ReplaySet
-from ollama_dist.checks.validate import OutputSpec, validate
 
 Verdict = Literal["tied", "local_worse", "local_better"]
 VERDICTS: tuple[Verdict, ...] = ("tied", "local_worse", "local_better")

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ollama_dist.errors import InputError, LedgerError
 from ollama_dist.checks.validate import OutputSpec
+from ollama_dist.errors import InputError, LedgerError
 
 Format = Literal["csv", "jsonl", "ledger", "routellm"]
 FORMATS: tuple[Format, ...] = ("csv", "jsonl", "ledger", "routellm")
@@ -299,7 +299,8 @@ def _gsm8k(root: Path, weak: str, strong: str) -> ReplaySet:
                    local_answer=row.get(f"{weak}_response"), cloud_answer=row.get(f"{strong}_response"))
         for n, (_, row) in enumerate(rows) if row["prompt"] not in drop)
     return ReplaySet(name="gsm8k", source=str(path), items=items, scale="accuracy",
-                     spec=OutputSpec(pattern=GSM8K_ANSWER_PATTERN), dropped=len(rows) - len(items), local_label=weak, cloud_label=strong)
+                     spec=OutputSpec(pattern=GSM8K_ANSWER_PATTERN), dropped=len(rows) - len(items),
+                     local_label=weak, cloud_label=strong)
 
 
 def _mmlu(root: Path, weak: str, strong: str) -> ReplaySet:

@@ -93,7 +93,8 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE attempts ADD COLUMN reported_cost_usd REAL;
         ALTER TABLE attempts ADD COLUMN tokens_estimated INTEGER NOT NULL DEFAULT 0
     """),
-    # the router's second opinion: one embedding per distinct instruction and model (ollama_dist/routing/second_opinion.py)
+    # the router's second opinion: one embedding per distinct instruction and model
+    # (ollama_dist/routing/second_opinion.py)
     ("0007_instruction_embeddings", """
         CREATE TABLE instruction_embeddings (
             fingerprint TEXT NOT NULL,

@@ -64,7 +64,8 @@ def jobs_table(report: RunReport) -> Table:
     table.add_column("tries", justify="right")
     table.add_column("output / reason", overflow="fold")
     for o in report.outcomes:
-        shown = "ok (your edit kept)" if o.kept_edit else "ok (cached)" if o.cache_hit and o.status == "ok" else o.status
+        cached = o.cache_hit and o.status == "ok"
+        shown = "ok (your edit kept)" if o.kept_edit else "ok (cached)" if cached else o.status
         status = Text(shown, style="green" if o.status == "ok" else "red")
         detail = o.output_path or (o.reason or "")
         table.add_row(o.job.id, o.decision.target, o.actual_model or "-", status, str(len(o.attempts)),

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ollama_dist.routing.exemplars import Exemplar
 
 if TYPE_CHECKING:
-    from ollama_dist.routing.second_opinion import VectorStore, Vectors
+    from ollama_dist.routing.second_opinion import Vectors, VectorStore
 
 MIN_JOBS = 2
 

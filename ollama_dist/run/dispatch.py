@@ -21,21 +21,22 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from ollama_dist.backends.base import Backend, Completion, Message, Request
-from ollama_dist.run.breaker import Breaker
+from ollama_dist.checks.validate import Verdict, feedback, reason_kind, validate
 from ollama_dist.config import Settings
 from ollama_dist.errors import BackendError, BreakerOpen, LedgerError, OutputError
+from ollama_dist.ledger.pricing import PriceTable, Usage
+from ollama_dist.ledger.store import Attempt, CachedAnswer, Ledger
+from ollama_dist.routing.router import Decision
+from ollama_dist.run.breaker import Breaker
 from ollama_dist.run.handback import CALLER, HandedBack, estimated_tokens, work
 from ollama_dist.run.lanes import Lanes
-from ollama_dist.ledger.store import Attempt, CachedAnswer, Ledger
-from ollama_dist.run.outcome import Event as Event, Outcome as Outcome  # re-exported: api, render
+from ollama_dist.run.outcome import Event as Event  # re-exported: api, render
+from ollama_dist.run.outcome import Outcome as Outcome
 from ollama_dist.run.outputs import Delivery, deliver, digest, edited, read_text, read_verified, write_atomic
-from ollama_dist.ledger.pricing import PriceTable, Usage
-from ollama_dist.routing.router import Decision
 from ollama_dist.tasks.loader import Job
-from ollama_dist.checks.validate import Verdict, feedback, reason_kind, validate
 
 TRUNCATED = frozenset({"length", "max_tokens", "model_context_window_exceeded"})
 LOCAL_ATTEMPTS = 2

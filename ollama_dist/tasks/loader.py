@@ -17,9 +17,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from ollama_dist.tasks import inputs as inputs_io
-from ollama_dist.errors import InputError
 from ollama_dist.checks.validate import OutputSpec, check_pattern, check_schema
+from ollama_dist.errors import InputError
+from ollama_dist.tasks import inputs as inputs_io
 from ollama_dist.yamlfile import MAX_BYTES, YamlDoc, dotted, load_yaml, parse_yaml, validation_error
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"

@@ -233,7 +233,6 @@ def _job_result(job: Mapping[str, Any], project: Path) -> dict[str, Any]:
 
 async def run_tasks(args: Mapping[str, Any], state: ServerState) -> dict[str, Any]:
     from ollama_dist import api
-
     from ollama_dist.run.handback import cloud_mode
 
     settings = state.settings()

@@ -1,4 +1,6 @@
-"""What `ollama-dist claude install|uninstall` does (commands in ``cli.claude``): the Claude Code skill, and optionally the project's MCP entry.
+"""What `ollama-dist claude install|uninstall` does: the Claude Code skill, and optionally the project's MCP entry.
+
+The commands are ``cli.claude``.
 
 Install writes `.claude/skills/ollama-dist/SKILL.md` in the project (the working
 directory) or `~/.claude/skills/ollama-dist/SKILL.md` with `--user` (PROTOCOLS.md C.1),
@@ -29,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ollama_dist.integrations.claude_code import claude_settings
 from ollama_dist.errors import InputError
+from ollama_dist.integrations.claude_code import claude_settings
 
 SKILL = "ollama-dist"
 SERVER = "ollama-dist"

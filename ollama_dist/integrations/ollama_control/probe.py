@@ -6,18 +6,9 @@ is ``integrations.ollama_control.process``.
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from ollama_dist.integrations.ollama_control.process import (
-    DEFAULT_WARM_CTX,
-    UNIT,
-    LocalServer,
-    pick_local_host,
-)
 
 if TYPE_CHECKING:
     import httpx
