@@ -20,7 +20,8 @@ from ollama_dist.routing.router import Decision, Router, TaskHistory, estimate_t
 from ollama_dist.run.breaker import Breaker
 from ollama_dist.run.dispatch import Dispatcher, Event, Outcome, RunContext
 from ollama_dist.run.lanes import Lanes
-from ollama_dist.tasks.loader import Job, TaskSource, load_jobs
+from ollama_dist.tasks.loader import load_jobs
+from ollama_dist.tasks.model import Job, TaskSource
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ def test_the_mcp_route_tool_never_runs_a_git_option(repo: Path, tmp_path: Path, 
 def test_git_reads_revisions_after_end_of_options(repo: Path, tmp_path: Path) -> None:
     """Behind the load-time check, git itself is told that the range is no option."""
     from ollama_dist.tasks import inputs
-    from ollama_dist.tasks.loader import GitInput, Inputs, Task
+    from ollama_dist.tasks.model import GitInput, Inputs, Task
 
     target = tmp_path / "written-by-git"
     task = Task(name="g", prompt="P").model_copy(update={"inputs": Inputs.model_construct(

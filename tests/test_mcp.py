@@ -215,7 +215,7 @@ async def test_package_errors_are_tool_errors_and_the_server_lives_on(world: dic
 
 
 def test_inline_tasks_read_as_standing_in_the_project(tmp_path: Path) -> None:
-    from ollama_dist.tasks.loader import InlineTasks
+    from ollama_dist.tasks.model import InlineTasks
 
     state = mcp_server.ServerState("s", tmp_path.resolve(), {})
     (source,), root = mcp_server.task_paths({"task_yaml": CITY}, state)

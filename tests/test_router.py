@@ -9,7 +9,8 @@ import pytest
 
 from ollama_dist.config import RouterSettings
 from ollama_dist.routing.router import Router, TaskHistory, estimate_tokens
-from ollama_dist.tasks.loader import Job, Task, render_prompt
+from ollama_dist.tasks.loader import render_prompt
+from ollama_dist.tasks.model import Job, Task
 
 SCHEMA = {"type": "object", "required": ["x"], "properties": {"x": {"type": "string"}}}
 

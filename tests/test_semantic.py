@@ -23,7 +23,7 @@ from ollama_dist.ledger.store import Ledger
 from ollama_dist.routing.exemplars import Exemplar, shipped_bank, task_text
 from ollama_dist.routing.router import Router
 from ollama_dist.routing.second_opinion import Knn, Loaded, SecondOpinion, Unavailable
-from ollama_dist.tasks.loader import Job, Task
+from ollama_dist.tasks.model import Job, Task
 
 np = pytest.importorskip("numpy")
 runner = CliRunner()

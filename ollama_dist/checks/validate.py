@@ -23,8 +23,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ollama_dist.checks import extract
-from ollama_dist.checks import schema as json_schema
+from ollama_dist.checks import extract, schema as json_schema
 from ollama_dist.checks.extract import excerpt, short
 
 Format = Literal["text", "json", "yaml", "code", "diff"]

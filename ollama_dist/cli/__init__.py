@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import typer
 
-from ollama_dist.cli import claude, ollama, route_run, status
-from ollama_dist.cli import eval as eval_commands
+from ollama_dist.cli import claude, eval as eval_commands, ollama, route_run, status
 from ollama_dist.exits import handled
 
 app = typer.Typer(

@@ -134,8 +134,7 @@ def calibrate_command(
 ) -> None:
     """Suggest router thresholds that keep quality regression under a target; --write saves them."""
     from ollama_dist.config import PROJECT_FILE, load_settings
-    from ollama_dist.evals import evaluate
-    from ollama_dist.evals import judge as judging
+    from ollama_dist.evals import evaluate, judge as judging
     from ollama_dist.evals.replay import Columns
     from ollama_dist.ledger.pricing import PriceTable
     from ollama_dist.report import render

@@ -36,7 +36,7 @@ from ollama_dist.errors import ConfigError, InputError
 from ollama_dist.evals.replay import ReplayItem, ReplaySet
 from ollama_dist.ledger.pricing import PriceTable, Usage
 from ollama_dist.routing.router import Decision, Router, estimate_tokens
-from ollama_dist.tasks.loader import Job, Task
+from ollama_dist.tasks.model import Job, Task
 
 Policy = Literal["router", "router+validator", "random", "oracle"]
 POLICIES: tuple[Policy, ...] = ("router", "router+validator", "random", "oracle")

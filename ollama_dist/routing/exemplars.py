@@ -28,7 +28,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ollama_dist.errors import InputError
-from ollama_dist.tasks.loader import Task
+from ollama_dist.tasks.model import Task
 from ollama_dist.yamlfile import YamlDoc, load_yaml, parse_yaml, validation_error
 
 Label = Literal["deterministic", "reasoning"]

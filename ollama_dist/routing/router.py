@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ollama_dist.config import RouterSettings
 from ollama_dist.ledger.store import TaskHistory as TaskHistory  # re-exported: it lived here
-from ollama_dist.tasks.loader import Job, Task
+from ollama_dist.tasks.model import Job, Task
 
 Target = Literal["local", "cloud"]
 

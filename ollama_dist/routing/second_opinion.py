@@ -24,7 +24,7 @@ from ollama_dist.config import RouterSettings, Settings
 from ollama_dist.errors import OllamaDistError
 from ollama_dist.routing.exemplars import Exemplar, bank_key, shipped_bank, task_text, text_key, user_bank
 from ollama_dist.routing.router import Decision, TaskHistory
-from ollama_dist.tasks.loader import Job, Task
+from ollama_dist.tasks.model import Job, Task
 
 if TYPE_CHECKING:
     import numpy as np

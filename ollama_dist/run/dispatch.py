@@ -33,10 +33,12 @@ from ollama_dist.routing.router import Decision
 from ollama_dist.run.breaker import Breaker
 from ollama_dist.run.handback import CALLER, HandedBack, estimated_tokens, work
 from ollama_dist.run.lanes import Lanes
-from ollama_dist.run.outcome import Event as Event  # re-exported: api, render
-from ollama_dist.run.outcome import Outcome as Outcome
+from ollama_dist.run.outcome import (
+    Event as Event,  # re-exported: api, render
+    Outcome as Outcome,
+)
 from ollama_dist.run.outputs import Delivery, deliver, digest, edited, read_text, read_verified, write_atomic
-from ollama_dist.tasks.loader import Job
+from ollama_dist.tasks.model import Job
 
 TRUNCATED = frozenset({"length", "max_tokens", "model_context_window_exceeded"})
 LOCAL_ATTEMPTS = 2

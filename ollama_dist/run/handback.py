@@ -25,7 +25,7 @@ from ollama_dist.routing.router import estimate_tokens
 
 if TYPE_CHECKING:
     from ollama_dist.config import Settings
-    from ollama_dist.tasks.loader import Job
+    from ollama_dist.tasks.model import Job
 
 CloudMode = Literal["caller", "api"]
 CALLER = "caller"  # the backend and model name a handed-back job is recorded under

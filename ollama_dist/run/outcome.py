@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from ollama_dist.ledger.store import Attempt
 from ollama_dist.routing.router import Decision
-from ollama_dist.tasks.loader import Job
+from ollama_dist.tasks.model import Job
 
 Status = Literal["ok", "failed", "handed_back"]
 

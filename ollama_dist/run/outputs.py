@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ollama_dist.errors import OutputError
-from ollama_dist.tasks.loader import Job
+from ollama_dist.tasks.model import Job
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _SUFFIX = {"json": ".json", "yaml": ".yaml", "code": ".txt", "diff": ".diff", "text": ".txt"}

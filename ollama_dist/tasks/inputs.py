@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from ollama_dist.errors import InputError
 
 if TYPE_CHECKING:
-    from ollama_dist.tasks.loader import Task
+    from ollama_dist.tasks.model import Task
 
 BINARY_SNIFF = 8192  # a NUL byte in this many leading bytes marks a binary file
 OUTSIDE_HINT = "inputs stay inside --root; pass --allow-outside-root to read outside it on purpose"

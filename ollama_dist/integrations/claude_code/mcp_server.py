@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from mcp import types
 
     from ollama_dist.config import Settings
-    from ollama_dist.tasks.loader import TaskSource
+    from ollama_dist.tasks.model import TaskSource
 
 SERVER_NAME = "ollama-dist"
 VALUE_CHARS = 8000  # larger values are left in their output file; Claude Code warns past 10,000 tokens
@@ -183,7 +183,7 @@ def _task_files(target: Path, given: str, state: ServerState) -> list[TaskSource
 
 def task_paths(args: Mapping[str, Any], state: ServerState) -> tuple[list[TaskSource], Path]:
     """(task sources, root) for the tools' arguments, all inside the project directory."""
-    from ollama_dist.tasks.loader import InlineTasks
+    from ollama_dist.tasks.model import InlineTasks
 
     given = _strings(args, tuple(_TASK_PROPERTIES))
     if ("task_yaml" in given) == ("path" in given):
