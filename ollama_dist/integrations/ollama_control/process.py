@@ -151,7 +151,8 @@ class LocalServer:
     async def _post(self, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         import httpx
 
-        from ollama_dist.backends.ollama import START_HINT, request_json
+        from ollama_dist.backends.http import request_json
+        from ollama_dist.backends.ollama import START_HINT
 
         http, owned = self._http()
         try:
