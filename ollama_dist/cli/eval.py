@@ -134,7 +134,7 @@ def calibrate_command(
 ) -> None:
     """Suggest router thresholds that keep quality regression under a target; --write saves them."""
     from ollama_dist.config import PROJECT_FILE, load_settings
-    from ollama_dist.evals import evaluate, judge as judging
+    from ollama_dist.evals import calibrate as calibration, evaluate, judge as judging
     from ollama_dist.evals.replay import Columns
     from ollama_dist.ledger.pricing import PriceTable
     from ollama_dist.report import render
@@ -150,8 +150,8 @@ def calibrate_command(
         judged = run_judge(replay_set, settings, sample)
         replay_set = judging.judged_set(replay_set, judged)
     prices = PriceTable.load(settings.prices)
-    costs = evaluate.item_costs(replay_set, prices, settings.models.cloud, settings.models.escalation)
-    result = evaluate.calibrate(replay_set, settings.router, costs, max_regression=max_regression,
+    costs = calibration.item_costs(replay_set, prices, settings.models.cloud, settings.models.escalation)
+    result = calibration.calibrate(replay_set, settings.router, costs, max_regression=max_regression,
                                 failures=evaluate.validator_failures(replay_set))
     from ollama_dist.evals.learning_effect import effect, effect_line
 

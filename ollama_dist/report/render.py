@@ -14,7 +14,8 @@ from ollama_dist.api import Estimate, Routed, RunReport
 from ollama_dist.run.dispatch import Event
 
 if TYPE_CHECKING:
-    from ollama_dist.evals.evaluate import Calibration, EvalReport, Setting
+    from ollama_dist.evals.calibrate import Calibration, Setting
+    from ollama_dist.evals.evaluate import EvalReport
     from ollama_dist.evals.judge import JudgeReport
     from ollama_dist.integrations.ollama_control.probe import HostReport
     from ollama_dist.report.figures import Day, RouterStatus
