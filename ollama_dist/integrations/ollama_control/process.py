@@ -3,14 +3,14 @@ unit `ollama.service` when there is one, else `ollama serve` in a session of its
 its pid and log in the ollama-dist home), wait for it, warm a model, stop only what
 was started here. ``server`` holds the commands and the status probe.
 
-Nothing heavy is imported at module level: the CLI imports this module (via ``server``).
+Nothing heavy is imported at module level: the CLI imports this module (via ``cli.ollama``).
+The pid-level helpers (alive, reap, terminate a group) are ``pids``.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess  # light (no asyncio); posix_spawn and waitpid are in os
 import time
 from collections.abc import Mapping, Sequence
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ollama_dist.errors import InputError, OllamaDistError
+from ollama_dist.integrations.ollama_control.pids import exit_code, terminate_group, write_atomic
 
 if TYPE_CHECKING:
     import httpx
@@ -244,11 +245,11 @@ class LocalServer:
                                   hint="start the Ollama app yourself")
         self.home.mkdir(parents=True, exist_ok=True)
         pid = self._spawn(binary)
-        _write_atomic(self.pid_path, f"{pid}\n")
+        write_atomic(self.pid_path, f"{pid}\n")
         try:
             version = await self._wait(timeout_s, pid=pid)
         except BaseException:
-            _terminate_group(pid, grace_s=5.0)
+            terminate_group(pid, grace_s=5.0)
             self.pid_path.unlink(missing_ok=True)
             raise
         return Started(self.base, "started", version, pid=pid, log=str(self.log_path))
@@ -274,7 +275,7 @@ class LocalServer:
         deadline = time.monotonic() + timeout_s
         while True:
             if pid is not None:
-                code = _exit_code(pid)
+                code = exit_code(pid)
                 if code is not None:
                     raise OllamaDistError(f"`ollama serve` exited (status {code}) before answering on {self.base}",
                                           hint=f"its log says: {self._log_tail()}")
@@ -322,7 +323,7 @@ class LocalServer:
             self.pid_path.unlink(missing_ok=True)
             return Stopped(self.base, "stale_pid_file", pid=pid, unloaded=unloaded,
                            detail=f"process {pid} is gone or is not `ollama serve`; nothing stopped")
-        _terminate_group(pid, grace_s=timeout_s)
+        terminate_group(pid, grace_s=timeout_s)
         self.pid_path.unlink(missing_ok=True)
         return Stopped(self.base, "stopped", pid=pid, unloaded=unloaded)
 
@@ -351,58 +352,3 @@ class LocalServer:
         except (OSError, subprocess.TimeoutExpired):
             return []
         return out.stdout.split()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _exit_code(pid: int) -> int | None:
-    """The exit status of our child `pid` if it has ended (reaping it), else None."""
-    try:
-        done, status = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return None if _alive(pid) else 0
-    return os.waitstatus_to_exitcode(status) if done else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _terminate_group(pid: int, *, grace_s: float) -> None:
-    """SIGTERM to the process group `pid` leads (its runners too), SIGKILL after `grace_s`."""
-    def send(sig: signal.Signals) -> None:
-        try:
-            if os.getpgid(pid) == pid:
-                os.killpg(pid, sig)
-            else:
-                os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    send(signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        _exit_code(pid)  # reaps it when it is our child
-        if not _alive(pid):
-            return
-        time.sleep(0.05)
-    send(signal.SIGKILL)
-    for _ in range(100):
-        _exit_code(pid)
-        if not _alive(pid):
-            return
-        time.sleep(0.05)
