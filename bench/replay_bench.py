@@ -19,9 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ollama_dist import evaluate  # noqa: E402
-from ollama_dist.evaluate import Figures  # noqa: E402
-from ollama_dist.replay import BENCHMARKS, load_routellm  # noqa: E402
+from ollama_dist.evals import evaluate  # noqa: E402
+from ollama_dist.evals.evaluate import Figures  # noqa: E402
+from ollama_dist.evals.replay import BENCHMARKS, load_routellm  # noqa: E402
 
 DEFAULT_EVALS = ROOT.parent / "shared" / "benchmarks" / "routellm-evals"
 

@@ -27,10 +27,10 @@ sys.path.insert(0, str(ROOT))
 
 from ollama_dist.config import RouterSettings  # noqa: E402
 from ollama_dist.errors import InputError  # noqa: E402
-from ollama_dist.exemplars import shipped_bank  # noqa: E402
-from ollama_dist.router import Router  # noqa: E402
-from ollama_dist.semantic import Knn, SecondOpinion, Loaded  # noqa: E402
-from ollama_dist.tasks import Job, Task, expand, find_task_files, load_file, render_prompt  # noqa: E402
+from ollama_dist.routing.router import Router  # noqa: E402
+from ollama_dist.routing.second_opinion import Knn, Loaded, SecondOpinion  # noqa: E402
+from ollama_dist.tasks.loader import expand, find_task_files, load_file, render_prompt  # noqa: E402
+from ollama_dist.tasks.model import Job, Task  # noqa: E402
 
 N = 10_000
 N_DISTINCT_EMBEDDED = 300  # every one of these embeds: ~10 ms each on 2 cores

@@ -28,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ollama_dist.ledger import ATTEMPT_COLUMNS, Ledger  # noqa: E402
-from ollama_dist.status import Scope, summarize  # noqa: E402
+from ollama_dist.ledger.store import ATTEMPT_COLUMNS, Ledger  # noqa: E402
+from ollama_dist.report.status import Scope, summarize  # noqa: E402
 
 DAYS = 90
 TASKS = [f"task-{i:02d}" for i in range(30)]

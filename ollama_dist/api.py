@@ -12,15 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from ollama_dist.backends.base import Backend
-from ollama_dist.breaker import Breaker
 from ollama_dist.config import Settings, load_settings
-from ollama_dist.dispatch import Dispatcher, Event, Outcome, RunContext
-from ollama_dist.lanes import Lanes
 from ollama_dist.errors import EXIT_INTERRUPTED, EXIT_JOB_FAILED, EXIT_OK, InputError, OllamaDistError, RunDied
-from ollama_dist.ledger import Ledger
-from ollama_dist.pricing import PriceTable, Usage
-from ollama_dist.router import Decision, Router, TaskHistory, estimate_tokens
-from ollama_dist.tasks import Job, TaskSource, load_jobs
+from ollama_dist.ledger.pricing import PriceTable, Usage
+from ollama_dist.ledger.store import Ledger
+from ollama_dist.routing.router import Decision, Router, TaskHistory, estimate_tokens
+from ollama_dist.run.breaker import Breaker
+from ollama_dist.run.dispatch import Dispatcher, Event, Outcome, RunContext
+from ollama_dist.run.lanes import Lanes
+from ollama_dist.tasks.loader import load_jobs
+from ollama_dist.tasks.model import Job, TaskSource
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def route(
 ) -> list[Routed]:
     """Load the task files under `paths` and decide a lane for every job (inputs stay inside
     `root` unless `allow_outside_root`). Routing writes nothing: the ledger is opened read-only."""
-    from ollama_dist.semantic import second_opinion
+    from ollama_dist.routing.second_opinion import second_opinion
 
     settings = settings or load_settings()
     root = (root or Path.cwd()).resolve()
@@ -230,8 +231,8 @@ def build_lanes(settings: Settings, *, hand_back: bool = False) -> Lanes:
         path = Path(o.embedded_model_path).expanduser() if o.embedded_model_path else None
         local.append(embedded.EmbeddedBackend(path, home=settings.home / "cache"))
     slots = o.concurrency_per_host * max(1, len(o.hosts) + len(o.openai_compat))
-    if hand_back:  # the caller is Claude: nothing goes to the API (see ollama_dist.handback)
-        from ollama_dist.handback import CallerBackend
+    if hand_back:  # the caller is Claude: nothing goes to the API (see ollama_dist.run.handback)
+        from ollama_dist.run.handback import CallerBackend
 
         return Lanes(FallbackBackend(local) if local else None, CallerBackend(), local_slots=slots,
                      cloud_slots=settings.cloud.concurrency, cloud_ready=False)
@@ -291,7 +292,7 @@ async def run_async(
     ledger = Ledger(settings.ledger_path)
     try:
         history = ledger.history({j.task.name for j in jobs})
-        from ollama_dist.semantic import second_opinion
+        from ollama_dist.routing.second_opinion import second_opinion
 
         router = Router(settings.router, second_opinion=second_opinion(settings, ledger))
         routed = [Routed(job, router.decide(job, history.get(job.task.name))) for job in jobs]
@@ -371,7 +372,7 @@ async def _dispatch(report: RunReport, routed: Sequence[Routed], run: _Run) -> N
         if lanes is not None:
             await _close(lanes)
         run.ledger.finish_run(run.ctx.run_id, report.exit_code if code is None else code, error)
-        from ollama_dist import telemetry
+        from ollama_dist.run import telemetry
 
         telemetry.export_run(run.ledger.connection, run.ctx.run_id)  # nothing unless OpenTelemetry is set up
 

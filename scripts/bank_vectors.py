@@ -15,8 +15,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from ollama_dist.exemplars import bank_key, shipped_bank  # noqa: E402
-from ollama_dist.semantic import SHIPPED_VECTORS, MiniLM  # noqa: E402
+from ollama_dist.routing.exemplars import bank_key, shipped_bank  # noqa: E402
+from ollama_dist.routing.second_opinion import SHIPPED_VECTORS, MiniLM  # noqa: E402
 
 
 def main() -> None:

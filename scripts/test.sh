@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install ollama-dist with its test dependencies, then run the whole test suite
-# (including the tests on the real local model) and the strict type check.
+# (including the tests on the real local model), the lint (ruff) and the strict type check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -14,4 +14,5 @@ if ! command -v claude >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
 fi
 export PATH="$NODE_PREFIX/node_modules/.bin:$PATH"
 "$PY" -m pytest -q "$@"
+"$PY" -m ruff check ollama_dist tests bench
 "$PY" -m mypy --strict ollama_dist

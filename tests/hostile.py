@@ -87,7 +87,7 @@ def examples() -> tuple[str, ...]:
     out = []
     for path in sorted((REPO / "tasks" / "examples").glob("*.yaml")):
         text = path.read_text(encoding="utf-8")
-        text = re.sub(r"\.\./\.\./ollama_dist/\w+\.py", "in/b.py", text)
+        text = re.sub(r"\.\./\.\./ollama_dist/[\w/]+\.py", "in/b.py", text)
         text = re.sub(r"\.\./\.\./[\w.]+|signatures/\*\.txt", "in/*.txt", text)
         out.append(text)
     return tuple(out)

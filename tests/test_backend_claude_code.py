@@ -25,7 +25,16 @@ from ollama_dist.backends.base import Message, Request
 from ollama_dist.backends.claude_code import ClaudeCodeBackend, command, prompt_text
 from ollama_dist.cli import app
 from ollama_dist.config import load_settings
-from ollama_dist.errors import AuthError, BadResponse, BudgetExceeded, ConfigError, Overloaded, RateLimited, Timeout, Unreachable
+from ollama_dist.errors import (
+    AuthError,
+    BadResponse,
+    BudgetExceeded,
+    ConfigError,
+    Overloaded,
+    RateLimited,
+    Timeout,
+    Unreachable,
+)
 from tests.servers.anthropic import AnthropicServer
 from tests.servers.ollama import FakeOllama
 

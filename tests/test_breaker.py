@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ollama_dist.breaker import Breaker, p95
 from ollama_dist.config import BreakerSettings
+from ollama_dist.run.breaker import Breaker, p95
 
 
 class Clock:

@@ -94,7 +94,7 @@ def test_help_does_not_import_the_sdks() -> None:
 
 
 def test_route_reads_the_tasks_history_from_the_ledger(tmp_path: Path, isolated_home: Path) -> None:
-    from ollama_dist.ledger import Attempt, Ledger
+    from ollama_dist.ledger.store import Attempt, Ledger
 
     path = tmp_path / "t.yaml"
     path.write_text("name: notes\nprompt: Summarise the notes.\ninputs: {text: n}\n"

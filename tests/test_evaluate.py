@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from ollama_dist import evaluate
+from ollama_dist.checks.validate import OutputSpec
 from ollama_dist.config import RouterSettings
 from ollama_dist.errors import ConfigError, InputError
-from ollama_dist.evaluate import Curve, ItemCost, sweep
-from ollama_dist.pricing import PriceTable
-from ollama_dist.replay import GSM8K_ANSWER_PATTERN, ReplayItem, ReplaySet, load_routellm
-from ollama_dist.router import Router
-from ollama_dist.validate import OutputSpec
+from ollama_dist.evals import calibrate as calibration, evaluate
+from ollama_dist.evals.calibrate import ItemCost
+from ollama_dist.evals.evaluate import Curve, sweep
+from ollama_dist.evals.replay import GSM8K_ANSWER_PATTERN, ReplayItem, ReplaySet, load_routellm
+from ollama_dist.ledger.pricing import PriceTable
+from ollama_dist.routing.router import Router
 
 EVALS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks" / "routellm-evals"
 needs_evals = pytest.mark.skipif(not EVALS.is_dir(), reason=f"RouteLLM eval data not found at {EVALS}")
@@ -119,7 +120,7 @@ def _costs(n: int) -> list[ItemCost]:
     return [ItemCost(cloud=0.01, escalation=0.001)] * n
 
 
-def _check_with_a_fresh_router(rs: ReplaySet, setting: evaluate.Setting, failures: list[bool] | None) -> None:
+def _check_with_a_fresh_router(rs: ReplaySet, setting: calibration.Setting, failures: list[bool] | None) -> None:
     router = Router(RouterSettings.model_validate({"score_threshold": setting.score_threshold,
                                                    "confidence_threshold": setting.confidence_threshold}))
     kept = [router.decide(evaluate.item_job(i)).target == "local" for i in rs.items]
@@ -133,7 +134,7 @@ def test_calibrate_keeps_easy_items_local_within_the_target() -> None:
     easy = [_item(i, f"Convert this CSV to JSON, file {i}.", 1, 1) for i in range(8)]
     hard = [_item(10 + i, f"Why does this fail intermittently ({i})? Explain the root cause.", 0, 1) for i in range(4)]
     rs = ReplaySet("t", "mem", tuple(easy + hard))
-    cal = evaluate.calibrate(rs, RouterSettings.model_validate({}), _costs(12), max_regression=0.0)
+    cal = calibration.calibrate(rs, RouterSettings.model_validate({}), _costs(12), max_regression=0.0)
     assert cal.reached and cal.suggested.regression == 0.0
     assert cal.suggested.local_share >= 8 / 12
     assert cal.saved_usd(cal.suggested) == pytest.approx(cal.suggested.local_share * 12 * 0.01)
@@ -143,7 +144,7 @@ def test_calibrate_keeps_easy_items_local_within_the_target() -> None:
 def test_calibrate_says_when_the_target_is_out_of_reach() -> None:
     # a hard local rule (conversion) keeps the item local whatever the thresholds
     rs = ReplaySet("t", "mem", (_item(0, "Convert this CSV to JSON.", 0, 1), _item(1, "Hello there.", 1, 1)))
-    cal = evaluate.calibrate(rs, RouterSettings.model_validate({}), _costs(2), max_regression=0.0)
+    cal = calibration.calibrate(rs, RouterSettings.model_validate({}), _costs(2), max_regression=0.0)
     assert not cal.reached
     assert cal.suggested.regression == 0.5
 
@@ -152,12 +153,12 @@ def test_item_costs_price_the_cloud_and_escalation_models() -> None:
     rs = ReplaySet("t", "mem", (ReplayItem("a", "t", "x" * 400, 1, 1, input_tokens=1000, output_tokens=500),
                                 ReplayItem("b", "t", "x" * 400, 1, 1, cloud_answer="y" * 800)))
     prices = PriceTable.load()
-    costs = evaluate.item_costs(rs, prices, "claude-sonnet-5-5", "claude-haiku-5-5")
+    costs = calibration.item_costs(rs, prices, "claude-sonnet-5-5", "claude-haiku-5-5")
     assert costs[0].cloud == pytest.approx((1000 * 2.0 + 500 * 10.0) / 1e6)
     assert costs[1].cloud == pytest.approx((100 * 2.0 + 200 * 10.0) / 1e6)
     assert costs[0].escalation < costs[0].cloud
     with pytest.raises(ConfigError, match="no price"):
-        evaluate.item_costs(rs, prices, "claude-unknown-9", "claude-haiku-5-5")
+        calibration.item_costs(rs, prices, "claude-unknown-9", "claude-haiku-5-5")
 
 
 # ---------------------------------------------------------------- RouteLLM's data
@@ -209,7 +210,7 @@ def test_gsm8k_format_validator_reaches_about_70_percent_at_about_10_percent_clo
 def test_calibrate_on_gsm8k_meets_the_target_by_the_routers_own_decisions() -> None:
     rs = load_routellm(EVALS / "gsm8k")
     failures = evaluate.validator_failures(rs)
-    cal = evaluate.calibrate(rs, RouterSettings.model_validate({}), _costs(len(rs.items)), max_regression=0.02, failures=failures)
+    cal = calibration.calibrate(rs, RouterSettings.model_validate({}), _costs(len(rs.items)), max_regression=0.02, failures=failures)
     assert cal.reached and cal.uses_validator
     assert cal.suggested.regression <= 0.02
     assert cal.suggested.local_share >= cal.current.local_share or cal.current.regression > 0.02

@@ -16,7 +16,7 @@ import yaml
 from typer.testing import CliRunner
 
 from ollama_dist.cli import app
-from ollama_dist.tasks import load_tasks
+from ollama_dist.tasks.loader import load_tasks
 from tests.servers.anthropic import AnthropicServer
 from tests.servers.ollama import FakeOllama
 

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from ollama_dist import handback
 from ollama_dist.cli import app
 from ollama_dist.config import load_settings
-from ollama_dist.tasks import load_jobs
+from ollama_dist.run import handback
+from ollama_dist.tasks.loader import load_jobs
 from tests.servers.anthropic import AnthropicServer
 from tests.servers.ollama import FakeOllama
 from tests.test_mcp import CITY, claude, connect, noisy, ollama, server_env  # noqa: F401  (fixtures)
@@ -157,7 +157,7 @@ async def test_tools_say_how_to_use_them_and_an_unknown_tool_is_a_protocol_error
     import yaml
     from mcp.shared.exceptions import MCPError
 
-    from ollama_dist import mcp_server
+    from ollama_dist.integrations.claude_code import mcp_server
 
     example = mcp_server.TOOLS["run_tasks"][0].split("Example `task_yaml`: ", 1)[1]
     (job,) = load_jobs([_write(tmp_path / "ex.yaml", yaml.safe_load(f"x: {example}")["x"])], tmp_path)
@@ -169,7 +169,7 @@ async def test_tools_say_how_to_use_them_and_an_unknown_tool_is_a_protocol_error
         assert not tools["run_tasks"].annotations.read_only_hint
         with pytest.raises(MCPError, match="unknown tool `nope`"):
             await wire.call("nope", {})
-    from ollama_dist import skill
+    from ollama_dist.integrations.claude_code import skill
 
     text = skill.skill_text()
     assert "mcp__ollama-dist__route_tasks" in text.split("---")[1]

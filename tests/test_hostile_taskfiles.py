@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.hostile import HOSTILE_SEEDS, MEMORY_BOUND, Sandbox, examples, rss_bytes, task_files
 

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from ollama_dist import mcp_server
 from ollama_dist.cli import app
 from ollama_dist.errors import EXIT_BAD_INPUT, InputError
-from ollama_dist.tasks import load_jobs, load_tasks
+from ollama_dist.integrations.claude_code import mcp_server
+from ollama_dist.tasks.loader import load_jobs, load_tasks
 from tests.servers.anthropic import AnthropicServer
 from tests.servers.ollama import FakeOllama
 
@@ -82,8 +82,8 @@ def test_the_mcp_route_tool_never_runs_a_git_option(repo: Path, tmp_path: Path, 
 
 def test_git_reads_revisions_after_end_of_options(repo: Path, tmp_path: Path) -> None:
     """Behind the load-time check, git itself is told that the range is no option."""
-    from ollama_dist import inputs
-    from ollama_dist.tasks import GitInput, Inputs, Task
+    from ollama_dist.tasks import inputs
+    from ollama_dist.tasks.model import GitInput, Inputs, Task
 
     target = tmp_path / "written-by-git"
     task = Task(name="g", prompt="P").model_copy(update={"inputs": Inputs.model_construct(
@@ -143,7 +143,7 @@ def test_the_shipped_example_reads_inside_the_repository(repo_root: Path, monkey
     monkeypatch.chdir(repo_root)
     result = runner.invoke(app, ["route", "tasks/examples/extract-imports.yaml", "--json"])
     assert result.exit_code == 0, result.output
-    assert {j["input"] for j in json.loads(result.stdout)} >= {"ollama_dist/outputs.py"}
+    assert {j["input"] for j in json.loads(result.stdout)} >= {"ollama_dist/run/outputs.py"}
 
 
 # ------------------------------------------------------------ 5. alias bombs and nesting

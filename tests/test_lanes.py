@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from ollama_dist.backends.base import closed_schema
-from ollama_dist.lanes import LocalQueue
+from ollama_dist.run.lanes import LocalQueue
 
 
 async def test_fifo_admission_and_spill_from_the_tail() -> None:

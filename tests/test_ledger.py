@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from ollama_dist.ledger import ATTEMPT_COLUMNS, Attempt, Ledger
-from ollama_dist.migrations import MIGRATIONS
+from ollama_dist.ledger.migrations import MIGRATIONS
+from ollama_dist.ledger.store import ATTEMPT_COLUMNS, Attempt, Ledger
 
 PINNED_ATTEMPTS = [
     "id", "run_id", "session", "ts", "job_id", "task", "task_fingerprint", "input_hash", "models_key",

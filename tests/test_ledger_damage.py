@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ollama_dist.cli import app
-from ollama_dist.ledger import Attempt, Ledger
+from ollama_dist.ledger.store import Attempt, Ledger
 
 runner = CliRunner()
 TASK = "name: notes\nprompt: Summarise the notes.\ninputs: {text: n}\n"

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from ollama_dist import lock
 from ollama_dist.cli import app
 from ollama_dist.errors import EXIT_LOCKED, InputError, LockedError
+from ollama_dist.integrations.cron import lock
 from tests.test_run import ledger_rows, task_file
 
 runner = CliRunner()
@@ -105,7 +105,7 @@ def test_batch_run_end_to_end_writes_its_log_and_releases_the_lock(world: dict[s
     (log,) = batch_logs(world["home"], "nightly")
     assert log.name.startswith("nightly-20") and log.suffix == ".log"
     text = log.read_text()
-    assert text.startswith(f"batch nightly: started ") and text.rstrip().endswith("exit code 0")
+    assert text.startswith("batch nightly: started ") and text.rstrip().endswith("exit code 0")
     report = logged_report(log)
     assert report["run_id"] == data["run_id"] and report["totals"] == data["totals"]
     assert [j["status"] for j in report["jobs"]] == ["ok", "ok"]

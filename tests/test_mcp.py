@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from ollama_dist import mcp_server
 from ollama_dist.errors import InputError
+from ollama_dist.integrations.claude_code import mcp_server
 from tests.servers.anthropic import AnthropicServer
 from tests.servers.ollama import FakeOllama
 
@@ -41,8 +41,8 @@ NOISE = textwrap.dedent("""\
     def _noise(event, args):
         if event != "import":
             return
-        if args[0] == "ollama_dist.mcp_server":
-            print("NOISE: print while ollama_dist.mcp_server is imported")
+        if args[0] == "ollama_dist.integrations.claude_code.mcp_server":
+            print("NOISE: print while ollama_dist.integrations.claude_code.mcp_server is imported")
         if args[0] == "anthropic":
             print("NOISE: print during a tool call")
             os.write(1, b"NOISE: raw write to fd 1 during a tool call\\n")
@@ -184,7 +184,7 @@ async def test_tools_over_stdio_and_nothing_but_protocol_on_stdout(world: dict[s
     assert any(m.get("result", {}).get("structuredContent", {}).get("totals") for m in messages)
     err = wire.stderr.read_text()
     # the noise happened, and went to stderr
-    for noise in ("print while ollama_dist.mcp_server", "print during a tool call", "raw write to fd 1",
+    for noise in ("print while ollama_dist.integrations.claude_code.mcp_server", "print during a tool call", "raw write to fd 1",
                   "a log record", "a warning"):
         assert f"NOISE: {noise}" in err, err
     db = sqlite3.connect(world["home"] / "ledger.db")
@@ -215,7 +215,7 @@ async def test_package_errors_are_tool_errors_and_the_server_lives_on(world: dic
 
 
 def test_inline_tasks_read_as_standing_in_the_project(tmp_path: Path) -> None:
-    from ollama_dist.tasks import InlineTasks
+    from ollama_dist.tasks.model import InlineTasks
 
     state = mcp_server.ServerState("s", tmp_path.resolve(), {})
     (source,), root = mcp_server.task_paths({"task_yaml": CITY}, state)

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from ollama_dist import lock
+from ollama_dist.integrations.cron import lock
 from tests.test_run import task_file
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "nightly.sh"

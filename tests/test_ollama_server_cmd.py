@@ -19,7 +19,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ollama_dist.cli import app
-from ollama_dist.server import LocalServer, missing_models
+from ollama_dist.integrations.ollama_control.probe import missing_models
+from ollama_dist.integrations.ollama_control.process import LocalServer
 from tests.servers.ollama import FakeOllama, refused_url
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ollama_dist import outputs
+from ollama_dist.checks.validate import OutputSpec, reason_kind, validate
 from ollama_dist.errors import OutputError
-from ollama_dist.validate import OutputSpec, reason_kind, validate
+from ollama_dist.run import outputs
 
 
 @pytest.fixture(params=[True, False], ids=["by-descriptor", "by-path"])

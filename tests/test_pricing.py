@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ollama_dist.errors import ConfigError
-from ollama_dist.pricing import PriceTable, Usage
+from ollama_dist.ledger.pricing import PriceTable, Usage
 
 
 @pytest.fixture

@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 
 from ollama_dist.errors import InputError, LedgerError
-from ollama_dist.ledger import Attempt, Ledger
-from ollama_dist.replay import (
+from ollama_dist.evals.replay import (
     STRONG_MODEL,
-    Benchmark,
     WEAK_MODEL,
+    Benchmark,
     Columns,
     guess_format,
     load,
@@ -21,6 +20,7 @@ from ollama_dist.replay import (
     load_table,
     task_name,
 )
+from ollama_dist.ledger.store import Attempt, Ledger
 
 EVALS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks" / "routellm-evals"
 needs_evals = pytest.mark.skipif(not EVALS.is_dir(), reason=f"RouteLLM eval data not found at {EVALS}")

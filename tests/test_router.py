@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from ollama_dist.config import RouterSettings
-from ollama_dist.router import Router, TaskHistory, estimate_tokens
-from ollama_dist.tasks import Job, Task, render_prompt
+from ollama_dist.routing.router import Router, TaskHistory, estimate_tokens
+from ollama_dist.tasks.loader import render_prompt
+from ollama_dist.tasks.model import Job, Task
 
 SCHEMA = {"type": "object", "required": ["x"], "properties": {"x": {"type": "string"}}}
 
@@ -182,7 +183,7 @@ def test_estimate_tokens() -> None:
 
 
 def test_every_shipped_example_loads_and_routes(repo_root: Path) -> None:
-    from ollama_dist.tasks import load_jobs, load_tasks
+    from ollama_dist.tasks.loader import load_jobs, load_tasks
 
     examples = repo_root / "tasks" / "examples"
     tasks = load_tasks([examples])

@@ -14,8 +14,9 @@ import yaml
 
 from ollama_dist.config import RouterSettings
 from ollama_dist.errors import InputError
-from ollama_dist.router import Router
-from ollama_dist.tasks import Job, expand, load_file, render_prompt
+from ollama_dist.routing.router import Router
+from ollama_dist.tasks.loader import expand, load_file, render_prompt
+from ollama_dist.tasks.model import Job
 
 DEVSET = Path(__file__).parent / "data" / "router_devset"
 

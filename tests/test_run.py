@@ -284,7 +284,7 @@ def test_cloud_batch_sends_cloud_jobs_through_the_batches_api(world: dict[str, A
     rows = [r for r in ledger_rows(world["home"], data["run_id"]) if r["lane"] == "cloud"]
     assert all(r["backend"] == "claude-batch" for r in rows)
     # half price: the batch cost is half of what the same tokens cost on the Messages API
-    from ollama_dist.pricing import PriceTable, Usage
+    from ollama_dist.ledger.pricing import PriceTable, Usage
 
     r = rows[0]
     full = PriceTable.load().cost(r["model"], Usage(r["input_tokens"], r["output_tokens"]))

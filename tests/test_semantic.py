@@ -19,11 +19,11 @@ from typer.testing import CliRunner
 
 from ollama_dist.cli import app
 from ollama_dist.config import RouterSettings
-from ollama_dist.exemplars import Exemplar, shipped_bank, task_text
-from ollama_dist.ledger import Ledger
-from ollama_dist.router import Router
-from ollama_dist.semantic import Knn, Loaded, SecondOpinion, Unavailable
-from ollama_dist.tasks import Job, Task
+from ollama_dist.ledger.store import Ledger
+from ollama_dist.routing.exemplars import Exemplar, shipped_bank, task_text
+from ollama_dist.routing.router import Router
+from ollama_dist.routing.second_opinion import Knn, Loaded, SecondOpinion, Unavailable
+from ollama_dist.tasks.model import Job, Task
 
 np = pytest.importorskip("numpy")
 runner = CliRunner()
@@ -171,7 +171,7 @@ def test_a_missing_model_leaves_rules_and_score_with_one_note() -> None:
 
 
 def test_a_broken_model_file_is_unavailable_not_a_crash(tmp_path: Path) -> None:
-    from ollama_dist.semantic import MiniLM
+    from ollama_dist.routing.second_opinion import MiniLM
 
     broken = tmp_path / "model.onnx"
     broken.write_bytes(b"not an onnx model")
@@ -272,7 +272,7 @@ def test_the_real_model_embeds_like_sentence_transformers() -> None:
 
 
 def test_the_shipped_bank_vectors_match_the_bank_and_model() -> None:
-    from ollama_dist.semantic import bank_vectors
+    from ollama_dist.routing.second_opinion import bank_vectors
 
     real = _real()
 
@@ -287,7 +287,7 @@ def test_the_shipped_bank_vectors_match_the_bank_and_model() -> None:
 
 
 def test_outcomes_teach_the_bank_when_learning_is_on(tmp_path: Path) -> None:
-    from ollama_dist.ledger import Attempt
+    from ollama_dist.ledger.store import Attempt
 
     ledger = Ledger(tmp_path / "l.db")
     prompt = "go over the company direction notes in practice"  # nearest the cloud exemplars of BANK
@@ -312,7 +312,7 @@ def test_outcomes_teach_the_bank_when_learning_is_on(tmp_path: Path) -> None:
 def test_the_shipped_bank_holds_no_evaluation_task() -> None:
     """router_devset and router_holdout (and router_blind) stay evaluation sets: none of their
     tasks may sit in the bank the second opinion votes with."""
-    from ollama_dist.tasks import find_task_files, load_file
+    from ollama_dist.tasks.loader import find_task_files, load_file
 
     bank = shipped_bank()
     assert len(bank) >= 400 and {e.label for e in bank} == {"deterministic", "reasoning"}

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ollama_dist import session
+from ollama_dist.integrations.claude_code import session
 from tests.servers.anthropic import AnthropicServer
 from tests.servers.ollama import FakeOllama
 from tests.test_mcp import CITY, REPO, claude, connect, noisy, ollama, server_env  # noqa: F401  (fixtures)

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from ollama_dist import skill
 from ollama_dist.cli import app
+from ollama_dist.integrations.claude_code import skill
 
 runner = CliRunner()
 PORTABLE_KEYS = {"name", "description", "license", "compatibility", "metadata", "allowed-tools"}

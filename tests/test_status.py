@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from ollama_dist import status as st
 from ollama_dist.cli import app
-from ollama_dist.ledger import Attempt, Ledger
+from ollama_dist.ledger.store import Attempt, Ledger
+from ollama_dist.report import status as st
 from tests.servers.anthropic import AnthropicServer
 from tests.servers.ollama import FakeOllama
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ollama_dist.errors import EXIT_BAD_INPUT, InputError
-from ollama_dist.tasks import load_jobs, load_tasks
+from ollama_dist.tasks.loader import load_jobs, load_tasks
 
 
 def write(folder: Path, name: str, text: str) -> Path:

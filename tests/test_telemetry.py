@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from ollama_dist import telemetry
 from ollama_dist.cli import app
-from ollama_dist.ledger import Ledger
+from ollama_dist.ledger.store import Ledger
+from ollama_dist.run import telemetry
 from tests.servers.anthropic import AnthropicServer
 from tests.servers.ollama import FakeOllama
 

@@ -7,11 +7,10 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from pydantic import ValidationError
 
-from ollama_dist.validate import (
+from ollama_dist.checks.validate import (
     OutputSpec,
     Verdict,
     check_pattern,
@@ -189,7 +188,7 @@ def test_schema_formats_are_checked() -> None:
 
 
 def test_equal_schemas_share_one_validator() -> None:
-    from ollama_dist.schema import canonical as _canonical, validator as _validator
+    from ollama_dist.checks.schema import canonical as _canonical, validator as _validator
 
     a = {"type": "object", "required": ["x"]}
     b = {"required": ["x"], "type": "object"}

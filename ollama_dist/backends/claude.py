@@ -29,8 +29,9 @@ import inspect
 import os
 import re
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Protocol, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from ollama_dist.backends.base import Completion, Lane, Request
 from ollama_dist.errors import (

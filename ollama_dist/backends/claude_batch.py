@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from ollama_dist.backends.base import Completion, Request
 from ollama_dist.backends.claude import ClaudeBackend, batch_request, completion_from_message

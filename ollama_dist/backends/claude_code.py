@@ -121,13 +121,14 @@ class ClaudeCodeBackend:
                                    "`cloud.backend: api` with ANTHROPIC_API_KEY") from exc
         try:
             out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), timeout_s)
-        except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
+        except (TimeoutError, asyncio.CancelledError) as exc:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            raise Timeout(f"`claude -p` gave no answer within {timeout_s:g} s (model {args[args.index('--model') + 1]})") \
+            model = args[args.index('--model') + 1]
+            raise Timeout(f"`claude -p` gave no answer within {timeout_s:g} s (model {model})") \
                 from exc
         return proc.returncode or 0, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 

@@ -1,5 +1,7 @@
 """The Ollama backend (`POST /api/chat`) and the status probes the CLI needs.
 
+The HTTP call and its error translation (shared with openai_compat) are ``backends.http``.
+
 Why httpx and not the official `ollama.AsyncClient`: the official client has no
 timeout by default, turns every connection failure into a bare `ConnectionError`
 (refused and unreachable look the same), takes one host per client and hides the
@@ -16,7 +18,6 @@ without it the server silently truncates anything over its default context
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -27,16 +28,14 @@ import httpx
 from pydantic import BaseModel, ConfigDict
 
 from ollama_dist.backends.base import Completion, Lane, Request, closed_schema
+from ollama_dist.backends.http import request_json as request_json  # re-exported: it lived here
 from ollama_dist.errors import (
-    AuthError,
     BackendError,
     BadRequest,
     BadResponse,
     Busy,
     ConfigError,
     ModelMissing,
-    RateLimited,
-    Timeout,
     Unreachable,
 )
 
@@ -101,106 +100,6 @@ def chat_messages(request: Request) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": request.system}] if request.system else []
     messages.extend({"role": m.role, "content": m.content} for m in request.messages)
     return messages
-
-
-# --- error translation (shared with openai_compat) ---------------------------------
-
-
-def transport_error(exc: httpx.TransportError, url: str, *, server: str, hint: str | None) -> BackendError:
-    """The BackendError for an httpx transport failure while talking to `url`."""
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
-        return Unreachable(f"cannot connect to {server} at {url}: {exc or type(exc).__name__}", hint=hint)
-    if isinstance(exc, httpx.TimeoutException):
-        return Timeout(
-            f"{server} at {url} did not answer in time ({type(exc).__name__})",
-            hint="raise the task's timeout_s, shorten the input, or use a smaller model",
-        )
-    return BadResponse(f"{server} at {url} broke the connection: {exc or type(exc).__name__}")
-
-
-def error_message(response: httpx.Response) -> str:
-    """The message of an error body: Ollama `{"error": "..."}`, OpenAI `{"error": {"message": ...}}`
-    or plain text."""
-    try:
-        body = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return response.text.strip()[:300] or response.reason_phrase
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return str(err["message"])
-        if isinstance(err, str):
-            return err
-    return response.text.strip()[:300]
-
-
-def status_error(response: httpx.Response, *, server: str, model: str) -> BackendError:
-    """The BackendError for a non-2xx answer."""
-    status = response.status_code
-    message = f"{server} answered {status}: {error_message(response)}"
-    retry_after = _retry_after(response)
-    if status == 404:
-        return ModelMissing(message, hint=f"ollama pull {model}")
-    if status == 503:
-        return Busy(message, hint="lower the concurrency or raise OLLAMA_MAX_QUEUE", retry_after=retry_after)
-    if status == 429:
-        return RateLimited(message, retry_after=retry_after)
-    if status in (401, 403):
-        return AuthError(message, hint="check the API key or the proxy in front of the server")
-    if status == 400 or status == 422:
-        return BadRequest(message)
-    return BadResponse(message)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def parse_json_body(response: httpx.Response, *, server: str) -> dict[str, Any]:
-    """The JSON object of a 2xx body, or BadResponse (non-JSON, or an `{"error"}` line)."""
-    try:
-        body = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        for line in response.text.splitlines():  # a streamed body with an error line
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(item, dict) and "error" in item:
-                raise BadResponse(f"{server} reported an error mid-answer: {item['error']}") from exc
-        snippet = response.text.strip()[:120]
-        raise BadResponse(f"{server} answered with a body that is not JSON: {snippet!r}") from exc
-    if not isinstance(body, dict):
-        raise BadResponse(f"{server} answered with JSON that is not an object")
-    if "error" in body:
-        raise BadResponse(f"{server} reported an error: {body['error']}")
-    return body
-
-
-async def request_json(
-    client: httpx.AsyncClient,
-    method: str,
-    url: str,
-    *,
-    body: dict[str, Any] | None,
-    timeout: httpx.Timeout,
-    server: str,
-    model: str = "",
-    hint: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """One HTTP exchange with every foreign failure translated into ollama_dist.errors."""
-    try:
-        response = await client.request(method, url, json=body, timeout=timeout, headers=headers)
-    except httpx.TransportError as exc:
-        raise transport_error(exc, url, server=server, hint=hint) from exc
-    if response.status_code >= 300:
-        raise status_error(response, server=server, model=model)
-    return parse_json_body(response, server=server)
 
 
 # --- the backend --------------------------------------------------------------------
@@ -460,7 +359,8 @@ def _probe_timeout(seconds: float) -> httpx.Timeout:
 async def get_version(client: httpx.AsyncClient, host: str, *, timeout_s: float = 5.0) -> str:
     base = normalize_host(host)
     data = await request_json(
-        client, "GET", f"{base}/api/version", body=None, timeout=_probe_timeout(timeout_s), server="Ollama", hint=START_HINT
+        client, "GET", f"{base}/api/version", body=None, timeout=_probe_timeout(timeout_s), server="Ollama",
+        hint=START_HINT
     )
     return str(data.get("version", ""))
 
@@ -468,7 +368,8 @@ async def get_version(client: httpx.AsyncClient, host: str, *, timeout_s: float 
 async def list_models(client: httpx.AsyncClient, host: str, *, timeout_s: float = 5.0) -> tuple[ModelEntry, ...]:
     base = normalize_host(host)
     data = await request_json(
-        client, "GET", f"{base}/api/tags", body=None, timeout=_probe_timeout(timeout_s), server="Ollama", hint=START_HINT
+        client, "GET", f"{base}/api/tags", body=None, timeout=_probe_timeout(timeout_s), server="Ollama",
+        hint=START_HINT
     )
     entries = []
     for item in _dicts(data.get("models")):

@@ -18,7 +18,8 @@ from typing import Any, Self
 import httpx
 
 from ollama_dist.backends.base import Completion, Lane, Request
-from ollama_dist.backends.ollama import chat_messages, request_json
+from ollama_dist.backends.http import request_json
+from ollama_dist.backends.ollama import chat_messages
 from ollama_dist.errors import BadResponse, ConfigError
 
 START_HINT = "start the local OpenAI-compatible server (e.g. `python -m llama_cpp.server --model PATH`)"

@@ -1,0 +1,1 @@
+"""checks: see CONTRIBUTING.md for the layout."""

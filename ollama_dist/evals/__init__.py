@@ -1,0 +1,1 @@
+"""evals: see CONTRIBUTING.md for the layout."""

@@ -1,0 +1,1 @@
+"""integrations: see CONTRIBUTING.md for the layout."""

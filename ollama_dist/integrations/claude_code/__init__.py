@@ -1,0 +1,1 @@
+"""integrations/claude_code: see CONTRIBUTING.md for the layout."""

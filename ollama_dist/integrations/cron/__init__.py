@@ -1,0 +1,1 @@
+"""integrations/cron: see CONTRIBUTING.md for the layout."""

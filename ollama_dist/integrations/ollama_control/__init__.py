@@ -1,0 +1,1 @@
+"""integrations/ollama_control: see CONTRIBUTING.md for the layout."""

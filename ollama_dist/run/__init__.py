@@ -1,0 +1,1 @@
+"""run: see CONTRIBUTING.md for the layout."""
