@@ -62,6 +62,16 @@ class _BoundedLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """An explicit tag on a value it cannot hold (`!!timestamp soon`) fails inside PyYAML
+        with a bare KeyError, ValueError or AttributeError; here it is a YAML error at that node."""
+        try:
+            return super().construct_object(node, deep)
+        except (ArithmeticError, AttributeError, LookupError, TypeError, ValueError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{node.tag.rsplit(':', 1)[-1]} cannot hold {str(node.value)[:40]!r}",
+                node.start_mark) from exc
+
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.MappingNode):

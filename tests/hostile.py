@@ -72,6 +72,7 @@ FRAGMENTS = [
     "links/out.txt", "linkdir/*", "in/bin.dat", "in/latin.txt", "**/*", "*", "in/{stem}.txt",
     "a{99999999999}", "(?P<x>a)(?P=x)", "[", "{inptu}", "{input}", "{path}", "{name}", "{{input}}",
     "&a [*a]", "*undefined", "&x 1", "!!binary AAAA", "!!set {a, b}", "!!timestamp 2001-12-14",
+    "!!timestamp soon", "!!bool maybe", "!!int 0x", "!!float one",
     "[" * 120, "{" * 120, "\x00", "\\x00", "\\x01", "\\ud800", "\u202e", "\ufeff", "\t", "\r\n",
     "9" * 30, "-1", ".nan", ".inf", "~", "null", "true", "[]", "{}", "''", '"', "'", ": ", "- ", "#",
     "|\n  block\n", ">-\n  folded\n", "<<: *d", "out/../../x", "/tmp", "out/%s" % ("x" * 300),
@@ -187,7 +188,8 @@ class Sandbox:
         home.mkdir(parents=True, exist_ok=True)
         (home / "config.yaml").write_text("router: {semantic: false}\n")
         self._before = self._snapshot()
-        self.rss_at_start = rss_bytes()
+        self.started_rss = rss_bytes()  # a high-water mark: what came before this sandbox counts in it
+        self.examples = 0
 
     def _git(self, *args: str) -> None:
         subprocess.run(["git", "-C", str(self.root), "-c", "user.email=t@example.com", "-c", "user.name=T",

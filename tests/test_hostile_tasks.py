@@ -213,8 +213,10 @@ def test_a_task_file_past_the_size_cap(tmp_path: Path) -> None:
     ('name: a\nprompt: P\ninputs: {files: ["a\\0b"]}\n', "inputs.files[0]", "control character"),
     ("name: a\nprompt: P\noutput: {pattern: 'a{99999999999}'}\n", "output.pattern", "too large"),
     ("name: a\nprompt: P\noutput: {pattern: '" + "(" * 2000 + ")" * 2000 + "'}\n", "output.pattern", "regular"),
+    ("name: a\nprompt: P\ndescription: !!timestamp 2001-12-14x\n", None, "timestamp cannot hold"),
+    ("name: a\nprompt: P\ndescription: !!bool maybe\n", None, "bool cannot hold"),
 ], ids=["escaped-control", "raw-control", "nul-in-write", "lone-surrogate", "nul-in-glob", "huge-repeat",
-        "deep-regex"])
+        "deep-regex", "bad-timestamp-tag", "bad-bool-tag"])
 def test_bad_values_are_errors_naming_the_field(tmp_path: Path, text: str, field: str | None, words: str) -> None:
     path = tmp_path / "t.yaml"
     path.write_text(text)
