@@ -20,7 +20,7 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home.mkdir()
     monkeypatch.setenv("OLLAMA_DIST_HOME", str(home))
     # a `claude` on the developer's PATH must not become the cloud backend of tests without a key
-    # (tests/test_backend_claude_code.py picks it on purpose)
+    # (tests/backends/test_backend_claude_code.py picks it on purpose)
     monkeypatch.setenv("OLLAMA_DIST_CLOUD_BACKEND", "api")
     # no config file from the developer's working directory leaks in
     work = tmp_path / "work"

@@ -38,7 +38,7 @@ from ollama_dist.errors import (
 from tests.servers.anthropic import AnthropicServer
 from tests.servers.ollama import FakeOllama
 
-FAKE = Path(__file__).resolve().parent / "fake_claude"
+FAKE = Path(__file__).resolve().parents[1] / "fake_claude"
 REAL_CLAUDE = shutil.which("claude", path=os.environ.get("PATH", "").replace(str(FAKE), ""))
 SCHEMA = {"type": "object", "required": ["city"], "properties": {"city": {"type": "string"}}}
 REVIEW = textwrap.dedent("""\

@@ -25,7 +25,7 @@ from ollama_dist.errors import Timeout, Unreachable
 
 pytest_plugins = ["tests.servers.fixtures"]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CITY_SCHEMA = {
     "type": "object",
     "properties": {"city": {"type": "string"}},

@@ -18,7 +18,7 @@ from tests.servers.anthropic import AnthropicServer
 
 runner = CliRunner()
 KEY = "sk-ant-test-judge-0123"
-EVALS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks" / "routellm-evals"
+EVALS = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks" / "routellm-evals"
 needs_evals = pytest.mark.skipif(not EVALS.is_dir(), reason=f"RouteLLM eval data not found at {EVALS}")
 
 

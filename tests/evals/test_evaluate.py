@@ -21,7 +21,7 @@ from ollama_dist.evals.replay import GSM8K_ANSWER_PATTERN, ReplayItem, ReplaySet
 from ollama_dist.ledger.pricing import PriceTable
 from ollama_dist.routing.router import Router
 
-EVALS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks" / "routellm-evals"
+EVALS = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks" / "routellm-evals"
 needs_evals = pytest.mark.skipif(not EVALS.is_dir(), reason=f"RouteLLM eval data not found at {EVALS}")
 
 

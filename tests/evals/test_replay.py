@@ -22,7 +22,7 @@ from ollama_dist.evals.replay import (
 )
 from ollama_dist.ledger.store import Attempt, Ledger
 
-EVALS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks" / "routellm-evals"
+EVALS = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks" / "routellm-evals"
 needs_evals = pytest.mark.skipif(not EVALS.is_dir(), reason=f"RouteLLM eval data not found at {EVALS}")
 
 

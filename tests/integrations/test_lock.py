@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from ollama_dist.cli import app
 from ollama_dist.errors import EXIT_LOCKED, InputError, LockedError
 from ollama_dist.integrations.cron import lock
-from tests.test_run import ledger_rows, task_file
+from tests.run.test_run import ledger_rows, task_file
 
 runner = CliRunner()
 ANSI = "\x1b["

@@ -116,7 +116,7 @@ def server_env(isolated_home: Path, noisy: Path, **extra: str) -> dict[str, str]
             "PYTHONWARNINGS": "default", **extra}
 
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def wire_messages(path: Path) -> list[dict[str, Any]]:
@@ -132,7 +132,7 @@ def wire_messages(path: Path) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def world(ollama: FakeOllama, claude: AnthropicServer, isolated_home: Path, noisy: Path) -> dict[str, Any]:
-    # `mcp.cloud: api`: these tests are about the API lane (tests/test_handback.py: the caller lane)
+    # `mcp.cloud: api`: these tests are about the API lane (tests/run/test_handback.py: the caller lane)
     Path("ollama-dist.yaml").write_text("ollama: {embedded: false}\ncloud: {max_retries: 0}\nmcp: {cloud: api}\n")
     env = server_env(isolated_home, noisy, OLLAMA_HOST=ollama.url, ANTHROPIC_BASE_URL=claude.url,
                      ANTHROPIC_API_KEY="test-key", CLAUDE_CODE_SESSION_ID="cc-session-42")

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from ollama_dist.integrations.cron import lock
-from tests.test_run import task_file
+from tests.run.test_run import task_file
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "nightly.sh"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "nightly.sh"
 
 FAKE = textwrap.dedent("""\
     #!{python}

@@ -23,7 +23,7 @@ from ollama_dist.integrations.ollama_control.probe import missing_models
 from ollama_dist.integrations.ollama_control.process import LocalServer
 from tests.servers.ollama import FakeOllama, refused_url
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FAKE_BIN = REPO / "tests" / "fake_bin"
 runner = CliRunner()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from ollama_dist.integrations.claude_code import session
 from tests.servers.anthropic import AnthropicServer
 from tests.servers.ollama import FakeOllama
-from tests.test_mcp import CITY, REPO, claude, connect, noisy, ollama, server_env  # noqa: F401  (fixtures)
+from tests.integrations.test_mcp import CITY, REPO, claude, connect, noisy, ollama, server_env  # noqa: F401  (fixtures)
 
 
 def run_hook(payload: object, home: Path, project: Path) -> subprocess.CompletedProcess[str]:

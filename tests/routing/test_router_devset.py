@@ -18,7 +18,7 @@ from ollama_dist.routing.router import Router
 from ollama_dist.tasks.loader import expand, load_file, render_prompt
 from ollama_dist.tasks.model import Job
 
-DEVSET = Path(__file__).parent / "data" / "router_devset"
+DEVSET = Path(__file__).resolve().parents[1] / "data" / "router_devset"
 
 
 def jobs_of(path: Path) -> list[Job]:

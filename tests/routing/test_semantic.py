@@ -319,7 +319,7 @@ def test_the_shipped_bank_holds_no_evaluation_task() -> None:
     prompts = {e.text.split("\n")[0] for e in bank}  # the names
     texts = {e.text for e in bank}
     words = {re.sub(r"\W+", " ", e.text.lower()) for e in bank}
-    data = Path(__file__).parent / "data"
+    data = Path(__file__).resolve().parents[1] / "data"
     seen = 0
     for folder in ("router_devset", "router_holdout", "router_blind"):
         if not (data / folder / "labels.yaml").exists():

@@ -1,6 +1,6 @@
 """Hand-back: inside Claude Code the cloud is the caller, so nothing goes to the Anthropic API.
 
-Driven end to end: the MCP server as a subprocess (the SDK's client, as tests/test_mcp.py
+Driven end to end: the MCP server as a subprocess (the SDK's client, as tests/integrations/test_mcp.py
 does) under a Claude Code session's environment, the loopback Ollama answering the local
 jobs, and the loopback Anthropic server asserting that it heard nothing.
 """
@@ -22,7 +22,7 @@ from ollama_dist.run import handback
 from ollama_dist.tasks.loader import load_jobs
 from tests.servers.anthropic import AnthropicServer
 from tests.servers.ollama import FakeOllama
-from tests.test_mcp import CITY, claude, connect, noisy, ollama, server_env  # noqa: F401  (fixtures)
+from tests.integrations.test_mcp import CITY, claude, connect, noisy, ollama, server_env  # noqa: F401  (fixtures)
 
 REVIEW = textwrap.dedent("""\
     name: review

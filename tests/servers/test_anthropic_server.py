@@ -20,7 +20,7 @@ KEY = "sk-ant-test-SECRET-server"
 MODEL = "claude-sonnet-5-5"
 OLD_MODEL = "claude-haiku-4-5"
 HEADERS = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
