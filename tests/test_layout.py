@@ -190,7 +190,7 @@ def misplaced_tests(tests: Path, package: Path) -> list[str]:
 
     Allowed: tests/<subpackage>/ for each subpackage of ollama_dist, tests/servers/ (the loopback
     doubles and their own tests) and tests/ itself (whole-product tests: layout, config, examples)."""
-    stages = {p.name for p in package.iterdir() if (p / "__init__.py").exists()}
+    stages = {p.name for p in package.iterdir() if p.is_dir() and any(p.glob("*.py"))}
     found = []
     for path in sorted(tests.rglob("test_*.py")):
         parts = path.relative_to(tests).parts
