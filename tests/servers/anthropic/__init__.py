@@ -1,6 +1,7 @@
 """A protocol-faithful fake of the Anthropic API on 127.0.0.1 (see :mod:`.server`), by concern:
 
-- :mod:`.server`: the HTTP server, scripting (answers, faults, stalls) and the Messages routes;
+- :mod:`.server`: the server, scripting (answers, faults, stalls) and the Messages routes;
+- :mod:`.handler`: the HTTP plumbing (one request in, JSON or SSE out);
 - :mod:`.batches`: the Message Batches routes;
 - :mod:`.wire`: model ids, error shapes, token counts, request checks, the SSE encoding;
 - :mod:`.instance`: the minimal JSON instance of a schema (the default structured answer);

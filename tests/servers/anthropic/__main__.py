@@ -7,7 +7,8 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from tests.servers.anthropic.server import AnthropicServer, Handler
+from tests.servers.anthropic.handler import Handler
+from tests.servers.anthropic.server import AnthropicServer
 
 
 def main(argv: Sequence[str] | None = None) -> int:
