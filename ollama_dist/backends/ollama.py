@@ -1,6 +1,8 @@
-"""The Ollama backend (`POST /api/chat`) and the status probes the CLI needs.
+"""The Ollama backend (`POST /api/chat`) on one host or a pool.
 
-The HTTP call and its error translation (shared with openai_compat) are ``backends.http``.
+The HTTP call and its error translation (shared with openai_compat) are ``backends.http``; the
+read-only probes (version, tags, ps, show, status) are ``backends.ollama_probe``; how big a
+`num_ctx` a request gets is ``backends.ollama_context``. Their names are re-exported here.
 
 Why httpx and not the official `ollama.AsyncClient`: the official client has no
 timeout by default, turns every connection failure into a bare `ConnectionError`
@@ -18,17 +20,29 @@ without it the server silently truncates anything over its default context
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
 import httpx
-from pydantic import BaseModel, ConfigDict
 
 from ollama_dist.backends.base import Completion, Lane, Request, closed_schema
 from ollama_dist.backends.http import request_json as request_json  # re-exported: it lived here
+from ollama_dist.backends.ollama_context import estimate_prompt_tokens, num_ctx_for
+from ollama_dist.backends.ollama_probe import (
+    DEFAULT_HOST,
+    START_HINT,
+    LoadedModel,
+    ModelEntry,
+    OllamaStatus,
+    get_version,
+    list_loaded,
+    list_models,
+    normalize_host,
+    show_context_length,
+    status,
+)
 from ollama_dist.errors import (
     BackendError,
     BadRequest,
@@ -39,60 +53,9 @@ from ollama_dist.errors import (
     Unreachable,
 )
 
-DEFAULT_HOST = "http://127.0.0.1:11434"
-START_HINT = "start Ollama (`ollama serve`, or `ollama-dist ollama on`)"
-BYTES_PER_TOKEN_ESTIMATE = 3  # conservative: English runs ~4 chars a token, code ~3
-TEMPLATE_TOKENS_PER_MESSAGE = 8
-CONTEXT_HEADROOM_TOKENS = 256
-MIN_NUM_CTX = 2048
 TRUNCATION_RATIO = 0.5
 TRUNCATION_MIN_ESTIMATE = 256
 FULL_CONTEXT_RATIO = 0.95
-
-
-def normalize_host(host: str) -> str:
-    """An `OLLAMA_HOST`-style value as a base URL, following Ollama's own rules (A.1).
-
-    No scheme means http on port 11434; `http://h` means port 80 and `https://h`
-    port 443; 0.0.0.0 (a bind address) is reached as 127.0.0.1.
-    """
-    text = host.strip().rstrip("/")
-    scheme, sep, rest = text.partition("://")
-    if not sep:
-        scheme, rest, default_port = "http", text, 11434
-    else:
-        default_port = 443 if scheme == "https" else 80
-    hostport, _, path = rest.partition("/")
-    try:
-        url = httpx.URL(f"{scheme}://{hostport or '127.0.0.1'}")
-    except httpx.InvalidURL as exc:
-        raise ConfigError(f"invalid Ollama host {host!r}: {exc}", field="hosts") from exc
-    name = url.host or "127.0.0.1"
-    if name in ("0.0.0.0", "::"):
-        name = "127.0.0.1"
-    if ":" in name:
-        name = f"[{name}]"
-    port = url.port or default_port
-    return f"{scheme}://{name}:{port}" + (f"/{path}" if path else "")
-
-
-def estimate_tokens(text: str) -> int:
-    """A deliberately generous token estimate: UTF-8 bytes / 3, rounded up."""
-    return math.ceil(len(text.encode("utf-8")) / BYTES_PER_TOKEN_ESTIMATE)
-
-
-def estimate_prompt_tokens(request: Request) -> int:
-    texts = [request.system] if request.system else []
-    texts.extend(m.content for m in request.messages)
-    return sum(estimate_tokens(t) + TEMPLATE_TOKENS_PER_MESSAGE for t in texts)
-
-
-def num_ctx_for(request: Request, limit: int | None = None) -> int:
-    """A context window that holds the prompt and the answer: a multiple of 1024, at
-    least 2048, capped by the model's context length `limit` when it is known."""
-    needed = estimate_prompt_tokens(request) + max(request.max_tokens, 0) + CONTEXT_HEADROOM_TOKENS
-    ctx = max(MIN_NUM_CTX, math.ceil(needed / 1024) * 1024)
-    return min(ctx, limit) if limit else ctx
 
 
 def chat_messages(request: Request) -> list[dict[str, str]]:
@@ -308,139 +271,12 @@ class OllamaBackend:
         return self._context_lengths[key]
 
 
+__all__ = [
+    "DEFAULT_HOST", "START_HINT", "LoadedModel", "ModelEntry", "OllamaBackend", "OllamaStatus", "chat_messages",
+    "estimate_prompt_tokens", "get_version", "list_loaded", "list_models", "normalize_host", "num_ctx_for",
+    "request_json", "show_context_length", "status",
+]
+
+
 def _int(value: Any) -> int:
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
-
-
-# --- status probes ------------------------------------------------------------------
-
-
-class ModelEntry(BaseModel):
-    """One model from `/api/tags`."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    size: int = 0
-    family: str | None = None
-    parameter_size: str | None = None
-    quantization: str | None = None
-
-
-class LoadedModel(BaseModel):
-    """One model from `/api/ps`: what is in memory, with which context."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    context_length: int | None = None
-    size: int = 0
-    size_vram: int = 0
-    expires_at: str | None = None
-
-
-class OllamaStatus(BaseModel):
-    """What `ollama-dist ollama status` shows for one host."""
-
-    model_config = ConfigDict(frozen=True)
-
-    host: str
-    reachable: bool
-    version: str | None = None
-    models: tuple[ModelEntry, ...] = ()
-    loaded: tuple[LoadedModel, ...] = ()
-    error: str | None = None
-
-
-def _probe_timeout(seconds: float) -> httpx.Timeout:
-    return httpx.Timeout(seconds, connect=min(seconds, 5.0))
-
-
-async def get_version(client: httpx.AsyncClient, host: str, *, timeout_s: float = 5.0) -> str:
-    base = normalize_host(host)
-    data = await request_json(
-        client, "GET", f"{base}/api/version", body=None, timeout=_probe_timeout(timeout_s), server="Ollama",
-        hint=START_HINT
-    )
-    return str(data.get("version", ""))
-
-
-async def list_models(client: httpx.AsyncClient, host: str, *, timeout_s: float = 5.0) -> tuple[ModelEntry, ...]:
-    base = normalize_host(host)
-    data = await request_json(
-        client, "GET", f"{base}/api/tags", body=None, timeout=_probe_timeout(timeout_s), server="Ollama",
-        hint=START_HINT
-    )
-    entries = []
-    for item in _dicts(data.get("models")):
-        raw_details = item.get("details")
-        details: dict[str, Any] = raw_details if isinstance(raw_details, dict) else {}
-        entries.append(
-            ModelEntry(
-                name=str(item.get("name") or item.get("model") or "?"),
-                size=_int(item.get("size")),
-                family=details.get("family"),
-                parameter_size=details.get("parameter_size"),
-                quantization=details.get("quantization_level"),
-            )
-        )
-    return tuple(entries)
-
-
-async def list_loaded(client: httpx.AsyncClient, host: str, *, timeout_s: float = 5.0) -> tuple[LoadedModel, ...]:
-    base = normalize_host(host)
-    data = await request_json(
-        client, "GET", f"{base}/api/ps", body=None, timeout=_probe_timeout(timeout_s), server="Ollama", hint=START_HINT
-    )
-    return tuple(
-        LoadedModel(
-            name=str(item.get("name") or item.get("model") or "?"),
-            context_length=_int(item.get("context_length")) or None,
-            size=_int(item.get("size")),
-            size_vram=_int(item.get("size_vram")),
-            expires_at=item.get("expires_at") if isinstance(item.get("expires_at"), str) else None,
-        )
-        for item in _dicts(data.get("models"))
-    )
-
-
-async def show_context_length(
-    client: httpx.AsyncClient, host: str, model: str, *, timeout: httpx.Timeout | None = None
-) -> int | None:
-    """The trained context length from `/api/show` (`model_info["<family>.context_length"]`),
-    None when the server does not say. A missing model raises ModelMissing."""
-    base = normalize_host(host)
-    data = await request_json(
-        client,
-        "POST",
-        f"{base}/api/show",
-        body={"model": model},
-        timeout=timeout or _probe_timeout(5.0),
-        server="Ollama",
-        model=model,
-        hint=START_HINT,
-    )
-    info = data.get("model_info")
-    if not isinstance(info, dict):
-        return None
-    lengths = [_int(v) for k, v in info.items() if isinstance(k, str) and k.endswith(".context_length")]
-    return max(lengths) if any(lengths) else None
-
-
-async def status(client: httpx.AsyncClient, host: str, *, timeout_s: float = 5.0) -> OllamaStatus:
-    """Reachability, version, available and loaded models of one host. Never raises
-    a BackendError: an unreachable or broken server is reported in the result."""
-    base = normalize_host(host)
-    try:
-        version = await get_version(client, base, timeout_s=timeout_s)
-        models = await list_models(client, base, timeout_s=timeout_s)
-        loaded = await list_loaded(client, base, timeout_s=timeout_s)
-    except Unreachable as exc:
-        return OllamaStatus(host=base, reachable=False, error=exc.message)
-    except BackendError as exc:
-        return OllamaStatus(host=base, reachable=True, error=exc.message)
-    return OllamaStatus(host=base, reachable=True, version=version, models=models, loaded=loaded)
-
-
-def _dicts(value: Any) -> list[dict[str, Any]]:
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import httpx
 
-    from ollama_dist.backends.ollama import OllamaStatus
+    from ollama_dist.backends.ollama_probe import OllamaStatus
 
 # ----------------------------------------------------------------------------- status
 
@@ -57,7 +57,7 @@ async def probe(hosts: Sequence[str], wanted: Sequence[str], *, client: httpx.As
 
     import httpx
 
-    from ollama_dist.backends.ollama import status
+    from ollama_dist.backends.ollama_probe import status
 
     http = client or httpx.AsyncClient(trust_env=False)
     try:
