@@ -1,12 +1,16 @@
 """Read-only probes of an Ollama server: version, models pulled (tags), loaded (ps), model info (show).
 
-And `status`, what `ollama-dist ollama status` shows for one host. Also the host rules
-(`normalize_host`) and the hint for a server that is not running.
+And `status`, what `ollama-dist ollama status` shows for one host: each route asked on its own,
+so a server whose `/api/ps` is missing (a shim, a proxy) still shows its version and models,
+and says which route failed how. Also the host rules (`normalize_host`) and the hint for a
+server that is not running.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict
@@ -14,7 +18,9 @@ from pydantic import BaseModel, ConfigDict
 from ollama_dist.backends.http import request_json
 from ollama_dist.errors import BackendError, ConfigError, Unreachable
 
+T = TypeVar("T")
 DEFAULT_HOST = "http://127.0.0.1:11434"
+STATUS_ROUTES = ("/api/version", "/api/tags", "/api/ps")
 START_HINT = "start Ollama (`ollama serve`, or `ollama-dist ollama on`)"
 
 
@@ -68,8 +74,23 @@ class LoadedModel(BaseModel):
     expires_at: str | None = None
 
 
+class RouteAnswer(BaseModel):
+    """What one route of a host answered: fine, or the error (its status and message)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    route: str
+    ok: bool
+    error: str | None = None
+
+
 class OllamaStatus(BaseModel):
-    """What `ollama-dist ollama status` shows for one host."""
+    """What `ollama-dist ollama status` shows for one host.
+
+    `reachable`: something answered on its port. `routes`: each route's answer; `version`,
+    `models` and `loaded` hold what the routes that answered said. `error` sums up the
+    failures (None when every route answered).
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -79,6 +100,15 @@ class OllamaStatus(BaseModel):
     models: tuple[ModelEntry, ...] = ()
     loaded: tuple[LoadedModel, ...] = ()
     error: str | None = None
+    routes: tuple[RouteAnswer, ...] = ()
+
+    def answered(self, route: str) -> bool:
+        return any(r.route == route and r.ok for r in self.routes)
+
+    @property
+    def complete(self) -> bool:
+        """Reachable, and every route answered."""
+        return self.reachable and bool(self.routes) and all(r.ok for r in self.routes)
 
 
 def _probe_timeout(seconds: float) -> httpx.Timeout:
@@ -157,18 +187,35 @@ async def show_context_length(
 
 
 async def status(client: httpx.AsyncClient, host: str, *, timeout_s: float = 5.0) -> OllamaStatus:
-    """Reachability, version, available and loaded models of one host. Never raises
-    a BackendError: an unreachable or broken server is reported in the result."""
+    """Reachability, version, available and loaded models of one host, each route on its own.
+    Never raises a BackendError: an unreachable or broken server is reported in the result."""
     base = normalize_host(host)
+    version, models, loaded = await asyncio.gather(
+        _answer(get_version(client, base, timeout_s=timeout_s)),
+        _answer(list_models(client, base, timeout_s=timeout_s)),
+        _answer(list_loaded(client, base, timeout_s=timeout_s)),
+    )
+    answers = dict(zip(STATUS_ROUTES, (version, models, loaded), strict=True))
+    failures = {route: a for route, a in answers.items() if isinstance(a, BackendError)}
+    if len(failures) == len(answers) and all(isinstance(f, Unreachable) for f in failures.values()):
+        return OllamaStatus(host=base, reachable=False, error=failures["/api/version"].message)
+    return OllamaStatus(
+        host=base,
+        reachable=True,
+        version=None if isinstance(version, BackendError) else version,
+        models=() if isinstance(models, BackendError) else models,
+        loaded=() if isinstance(loaded, BackendError) else loaded,
+        error="; ".join(f"{route}: {f.message}" for route, f in failures.items()) or None,
+        routes=tuple(RouteAnswer(route=route, ok=route not in failures,
+                                 error=failures[route].message if route in failures else None) for route in answers),
+    )
+
+
+async def _answer(call: Awaitable[T]) -> T | BackendError:
     try:
-        version = await get_version(client, base, timeout_s=timeout_s)
-        models = await list_models(client, base, timeout_s=timeout_s)
-        loaded = await list_loaded(client, base, timeout_s=timeout_s)
-    except Unreachable as exc:
-        return OllamaStatus(host=base, reachable=False, error=exc.message)
+        return await call
     except BackendError as exc:
-        return OllamaStatus(host=base, reachable=True, error=exc.message)
-    return OllamaStatus(host=base, reachable=True, version=version, models=models, loaded=loaded)
+        return exc
 
 
 def _dicts(value: Any) -> list[dict[str, Any]]:
