@@ -34,6 +34,16 @@ class Outcome:
         return self.attempts[-1].model if self.attempts else None
 
     @property
+    def answered_on(self) -> str | None:
+        """Which backend and host answered (or were last tried): `ollama http://127.0.0.1:11434`,
+        `embedded`, `openai_compat:http://gpu:8000/v1`, `claude api.anthropic.com`."""
+        found = next((a for a in reversed(self.attempts) if a.outcome in ("ok", "cache_hit")), None)
+        a = found or (self.attempts[-1] if self.attempts else None)
+        if a is None:
+            return None
+        return a.backend if not a.host or a.host in a.backend else f"{a.backend} {a.host}"
+
+    @property
     def escalated(self) -> bool:
         """Routed local, answered (or last tried) on the cloud in this run."""
         return (self.decision.target == "local" and not self.cache_hit
