@@ -131,11 +131,12 @@ def _managed(server: LocalServer) -> dict[str, Any] | None:
 
 
 def _server(host: str | None) -> tuple[LocalServer, Any]:
-    from ollama_dist.config import load_settings
+    from ollama_dist.config import load_settings, ollama_host_url
 
     settings = load_settings()
     chosen = host or pick_local_host(settings.ollama.hosts)
-    return LocalServer(settings.home, chosen), settings
+    slots = settings.ollama.num_parallel.get(ollama_host_url(chosen))
+    return LocalServer(settings.home, chosen, num_parallel=slots), settings
 
 
 @app.command("on")

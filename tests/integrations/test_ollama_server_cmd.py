@@ -123,6 +123,16 @@ def test_on_status_off_round_trip(local: dict[str, Any]) -> None:
     assert refused(url)
 
 
+def test_on_starts_the_server_with_the_configured_slots(local: dict[str, Any]) -> None:
+    (local["home"] / "config.yaml").write_text(f"ollama:\n  num_parallel: {{'{local['url']}': 3}}\n")
+    code, _, err = invoke("ollama", "on", "--json")
+    assert code == 0, err
+    assert "OLLAMA_NUM_PARALLEL:3" in (local["home"] / "ollama.log").read_text()
+    code, status, _ = invoke("ollama", "status", "--json")
+    assert status["hosts"][0]["slots"] == 3
+    assert invoke("ollama", "off")[0] == 0
+
+
 def test_warm_loads_the_model_and_unload_frees_it(local: dict[str, Any]) -> None:
     code, started, err = invoke("ollama", "on", "--warm", "gemma3:270m", "--json")
     assert code == 0, err

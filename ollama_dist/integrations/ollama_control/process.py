@@ -92,7 +92,8 @@ class LocalServer:
     """
 
     def __init__(self, home: Path, host: str, *, env: Mapping[str, str] | None = None,
-                 client: httpx.AsyncClient | None = None, proc: Path = Path("/proc")) -> None:
+                 client: httpx.AsyncClient | None = None, proc: Path = Path("/proc"),
+                 num_parallel: int | None = None) -> None:
         from ollama_dist.backends.ollama_probe import normalize_host
 
         self.home = home
@@ -100,6 +101,7 @@ class LocalServer:
         self.env = dict(os.environ if env is None else env)
         self._client = client
         self._proc = proc
+        self.num_parallel = num_parallel  # ollama.num_parallel for this host: OLLAMA_NUM_PARALLEL of what `on` starts
 
     @property
     def pid_path(self) -> Path:
@@ -227,13 +229,16 @@ class LocalServer:
 
     def _child_env(self) -> dict[str, str]:
         """The environment for `ollama serve`: the caller's, with OLLAMA_HOST naming the
-        address waited on (kept as given when it already does, e.g. 0.0.0.0:11434)."""
+        address waited on (kept as given when it already does, e.g. 0.0.0.0:11434), and
+        OLLAMA_NUM_PARALLEL the configured slots of this host unless the caller set it."""
         from ollama_dist.backends.ollama_probe import normalize_host
 
         env = dict(self.env)
         given = env.get("OLLAMA_HOST", "")
         if not given or "," in given or normalize_host(given) != self.base:
             env["OLLAMA_HOST"] = self.base.split("://", 1)[-1]
+        if self.num_parallel is not None and not env.get("OLLAMA_NUM_PARALLEL"):  # the caller's own wins
+            env["OLLAMA_NUM_PARALLEL"] = str(self.num_parallel)
         return env
 
     async def _start_process(self, timeout_s: float) -> Started:
