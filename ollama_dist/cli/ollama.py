@@ -96,6 +96,9 @@ def status_command(
     for r in reports:
         if not r.reachable:
             _err(f"{r.status.host}: not reachable ({r.status.error}); start it with `ollama-dist ollama on`")
+        elif not r.speaks_ollama:
+            _err(f"{r.status.host}: something answers there, but not as Ollama (is it another server?): "
+                 f"{r.status.error}")
         elif r.status.error:
             _err(f"{r.status.host}: answered, but not every route: {r.status.error}")
         for model in r.missing:

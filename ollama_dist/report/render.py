@@ -69,7 +69,8 @@ def jobs_table(report: RunReport) -> Table:
         shown = "ok (your edit kept)" if o.kept_edit else "ok (cached)" if cached else o.status
         status = Text(shown, style="green" if o.status == "ok" else "red")
         detail = o.output_path or (o.reason or "")
-        by = Text(o.actual_model or "-")
+        answering = o.answering
+        by = Text(answering.model if answering else o.actual_model or "-")
         if o.answered_on:
             by.append(f"\non {o.answered_on}", style="dim")  # which tier and host, not only the model
         table.add_row(o.job.id, o.decision.target, by, status, str(len(o.attempts)), detail[:300])

@@ -34,11 +34,18 @@ class Outcome:
         return self.attempts[-1].model if self.attempts else None
 
     @property
+    def answering(self) -> Attempt | None:
+        """The attempt whose answer counts: the accepted one; for a failed job the last invalid
+        answer; None when nothing answered at all."""
+        answered = [a for a in self.attempts if a.outcome in ("ok", "cache_hit")]
+        found = answered or [a for a in self.attempts if a.outcome == "invalid"]
+        return found[-1] if found else None
+
+    @property
     def answered_on(self) -> str | None:
-        """Which backend and host answered (or were last tried): `ollama http://127.0.0.1:11434`,
+        """Which backend and host answered (see `answering`): `ollama http://127.0.0.1:11434`,
         `embedded`, `openai_compat:http://gpu:8000/v1`, `claude api.anthropic.com`."""
-        found = next((a for a in reversed(self.attempts) if a.outcome in ("ok", "cache_hit")), None)
-        a = found or (self.attempts[-1] if self.attempts else None)
+        a = self.answering
         if a is None:
             return None
         return a.backend if not a.host or a.host in a.backend else f"{a.backend} {a.host}"

@@ -46,6 +46,7 @@ def test_a_server_that_answers_no_ollama_route_is_exit_1(monkeypatch: pytest.Mon
     (host,) = data["hosts"]
     assert code == 1 and host["reachable"] is True and host["version"] is None
     assert not any(r["ok"] for r in host["routes"].values()) and "up, version unknown" in table
+    assert "something answers there, but not as Ollama" in err
 
 
 def test_slots_and_the_other_local_tiers_are_shown(monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> None:
