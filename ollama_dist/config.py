@@ -20,7 +20,16 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
 from ollama_dist.errors import ConfigError
 from ollama_dist.yamlfile import load_yaml, validation_error
@@ -61,10 +70,22 @@ class ModelSettings(_Section):
 class OllamaSettings(_Section):
     hosts: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:11434"])
     concurrency_per_host: int = Field(1, ge=1)
+    num_parallel: dict[str, PositiveInt] = Field(default_factory=dict, description=(
+        "requests each host serves at once (its OLLAMA_NUM_PARALLEL), by host; unlisted hosts: "
+        "concurrency_per_host"))
     keep_alive: str = "10m"
     openai_compat: list[str] = Field(default_factory=list, description="base URLs of /v1 servers")
     embedded: bool = True
     embedded_model_path: str | None = None
+
+    @field_validator("num_parallel")
+    @classmethod
+    def _hosts_as_urls(cls, value: dict[str, int]) -> dict[str, int]:
+        return {ollama_host_url(host): n for host, n in value.items()}
+
+    def slots_for(self, host: str) -> int:
+        """The local lane's slots for `host`: its `num_parallel`, else `concurrency_per_host`."""
+        return self.num_parallel.get(ollama_host_url(host), self.concurrency_per_host)
 
 
 class CloudSettings(_Section):
