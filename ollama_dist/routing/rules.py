@@ -1,8 +1,9 @@
-"""Hard rules, then a soft score -> Decision. Pure: no I/O once built.
+"""The router's vocabulary and its hard rules: what a task's words say, read once per task.
 
-`target = cloud if score > score_threshold or confidence < confidence_threshold`.
-The error costs are asymmetric (a reasoning task sent local costs quality, an
-easy task sent to Claude costs cents), so when in doubt the answer is cloud.
+Pure: no I/O once built. `Rules.read` turns a task's words (name, description, system,
+prompt; never the input) into an `Instruction`; `Rules.hard` names the hard rule that
+decides a job, if one does. The soft score (routing/score.py) and the combination
+(routing/decision.py) read the same `Instruction`.
 """
 
 from __future__ import annotations
@@ -11,41 +12,17 @@ import importlib
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict
 
 from ollama_dist.config import RouterSettings
-from ollama_dist.ledger.store import TaskHistory as TaskHistory  # re-exported: it lived here
+from ollama_dist.ledger.store import TaskHistory
 from ollama_dist.tasks.model import Job, Task
 
 Target = Literal["local", "cloud"]
-
-BASE_SCORE = 0.30
-MARKER_WEIGHT = 0.15
-MARKER_CAP = 0.45
-QUALITY_WEIGHT = 0.15  # on top of counting as a reasoning marker
-DETERMINISM_WEIGHT = 0.12
-DETERMINISM_CAP = 0.36
-
-
-class Decision(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    target: Target
-    score: float
-    confidence: float
-    rule: str | None
-    reasons: tuple[str, ...]
-
-
-class Reviewer(Protocol):
-    """A second opinion on soft-score decisions (ollama_dist.routing.second_opinion); never sees hard-rule ones."""
-
-    def review(self, job: Job, decision: Decision, tokens: int, history: TaskHistory | None) -> Decision: ...
 
 
 def estimate_tokens(text: str) -> int:
@@ -146,7 +123,7 @@ class _LocalRule:
 
 
 @dataclass(frozen=True)
-class _Instruction:
+class Instruction:
     """What the router reads from a task's words; computed once per task."""
 
     cloud_rule: str | None
@@ -161,17 +138,22 @@ class _Instruction:
     wants_reply: bool
 
 
-@dataclass
-class Router:
-    """Built once from settings; `decide` is pure and cheap."""
+@dataclass(frozen=True)
+class Hard:
+    """A hard rule that decides a job: its target, its name and why."""
 
-    settings: RouterSettings
-    vocabulary: Mapping[str, Any] = field(default_factory=default_vocabulary)
-    second_opinion: Reviewer | None = None
+    target: Target
+    rule: str
+    reason: str
 
-    def __post_init__(self) -> None:
-        vocab = dict(self.vocabulary)
-        vocab.update(self.settings.vocabulary)
+
+class Rules:
+    """The vocabulary compiled; `read` is cached per task object."""
+
+    def __init__(self, settings: RouterSettings, vocabulary: Mapping[str, Any]) -> None:
+        self.settings = settings
+        vocab = dict(vocabulary)
+        vocab.update(settings.vocabulary)
         self._cloud = [(name, _compile(list(pats))) for name, pats in vocab["cloud_rules"].items()]
         self._local: list[_LocalRule] = []
         for name, spec in vocab["local_rules"].items():
@@ -188,11 +170,9 @@ class Router:
         self._angry = _compile(list(complaint.get("markers", [])))
         self._steps = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S|\b(?:then|after that|finally|next)\b",
                                  re.IGNORECASE | re.MULTILINE)
-        self._cache: dict[int, tuple[Task, _Instruction]] = {}
+        self._cache: dict[int, tuple[Task, Instruction]] = {}
 
-    # ------------------------------------------------------------ reading a task
-
-    def _instruction(self, task: Task) -> _Instruction:
+    def read(self, task: Task) -> Instruction:
         key = id(task)
         hit = self._cache.get(key)
         if hit is not None and hit[0] is task:
@@ -216,7 +196,7 @@ class Router:
         reasoning = tuple(m.group(0).lower() for p in self._reasoning if (m := p.search(text)))
         quality = tuple(m.group(0).lower() for p in self._quality if (m := p.search(text)))
         determinism = tuple(m.group(0).lower() for p in self._determinism if (m := p.search(text)))
-        info = _Instruction(
+        info = Instruction(
             cloud_rule, cloud_match, local_rule, local_match, reasoning + quality, determinism, quality,
             steps=len(self._steps.findall(task.prompt)), words=len(task.prompt.split()),
             wants_reply=bool(self._reply.search(task.prompt.lower())),
@@ -224,151 +204,22 @@ class Router:
         self._cache[key] = (task, info)  # the task is held, so its id is not reused
         return info
 
-    # ------------------------------------------------------------ deciding
-
-    def decide(self, job: Job, history: TaskHistory | None = None) -> Decision:
-        task = job.task
-        s = self.settings
-        if task.kind != "auto":
-            target: Target = "cloud" if task.kind == "reasoning" else "local"
-            return Decision(target=target, score=1.0 if target == "cloud" else 0.0, confidence=1.0,
-                            rule=f"kind:{task.kind}", reasons=(f"task declares kind: {task.kind}",))
-
-        info = self._instruction(task)
-        tokens = estimate_tokens((task.system or "") + job.prompt)
+    def hard(self, job: Job, info: Instruction, tokens: int, history: TaskHistory | None) -> Hard | None:
+        """The hard rule that decides `job`, checked in order; None leaves it to the score."""
         if info.cloud_rule:
-            return _hard("cloud", info.cloud_rule, f"{info.cloud_rule}: the instruction says {info.cloud_match!r}")
+            return Hard("cloud", info.cloud_rule, f"{info.cloud_rule}: the instruction says {info.cloud_match!r}")
         if info.wants_reply and job.input_text:
             m = _first(self._angry, job.input_text.lower())
             if m:
-                return _hard("cloud", "complaint", f"complaint: a reply to an upset message ({m.group(0)!r})")
-        if tokens > s.max_local_tokens:
-            return _hard("cloud", "long-context",
-                         f"long context: ~{tokens} tokens is past the local limit of {s.max_local_tokens}")
-        if info.local_rule and not info.reasoning and not _failing(history):
-            return _hard("local", info.local_rule, f"{info.local_rule}: the instruction says {info.local_match!r}")
-        decision = self._score(job, info, tokens, history)
-        if self.second_opinion is not None:
-            return self.second_opinion.review(job, decision, tokens, history)
-        return decision
-
-    def _score(self, job: Job, info: _Instruction, tokens: int, history: TaskHistory | None) -> Decision:
-        s = self.settings
-        out = job.task.output
-        score = BASE_SCORE
-        reasons: list[str] = []
-        evidence = 0
-
-        if info.reasoning:
-            delta = min(MARKER_CAP, MARKER_WEIGHT * len(info.reasoning))
-            score += delta
-            evidence += len(info.reasoning)
-            reasons.append(f"+{delta:.2f} reasoning markers: {', '.join(info.reasoning[:4])}")
-        if info.quality:
-            delta = QUALITY_WEIGHT * len(info.quality)
-            score += delta
-            reasons.append(f"+{delta:.2f} a qualitative goal needs judgement: {', '.join(info.quality[:3])}")
-        if info.determinism:
-            delta = min(DETERMINISM_CAP, DETERMINISM_WEIGHT * len(info.determinism))
-            score -= delta
-            evidence += len(info.determinism)
-            reasons.append(f"-{delta:.2f} determinism markers: {', '.join(info.determinism[:4])}")
-
-        if tokens > s.local_context_tokens:
-            score += 0.25
-            evidence += 1
-            reasons.append(f"+0.25 ~{tokens} input tokens, past the {s.local_context_tokens} local models handle well")
-        elif tokens > s.local_context_tokens // 2:
-            score += 0.10
-            reasons.append(f"+0.10 ~{tokens} input tokens")
-        elif tokens < 300:
-            score -= 0.05
-            reasons.append(f"-0.05 short input (~{tokens} tokens)")
-
-        delta, why = _format_weight(out.format, out.schema_, out.pattern)
-        if delta:
-            score += delta
-            evidence += 1
-            reasons.append(f"{delta:+.2f} {why}")
-
-        if info.steps > 2:
-            delta = min(0.2, 0.05 * (info.steps - 2))
-            score += delta
-            reasons.append(f"+{delta:.2f} {info.steps} steps in the instruction")
-        if info.words > 250:
-            score += 0.15
-            reasons.append(f"+0.15 long instruction ({info.words} words)")
-        elif info.words > 120:
-            score += 0.10
-            reasons.append(f"+0.10 longish instruction ({info.words} words)")
-
-        if history and history.local_jobs >= 3:
-            rate = history.local_failures / history.local_jobs
-            evidence += 1
-            if rate > 0.5:
-                score += 0.5 * rate
-                reasons.append(f"+{0.5 * rate:.2f} history: {history.local_failures}/{history.local_jobs} "
-                               "local answers failed")
-            elif rate < 0.1:
-                score -= 0.10
-                reasons.append(f"-0.10 history: {history.local_jobs - history.local_failures}/"
-                               f"{history.local_jobs} local answers valid")
-
-        score = min(1.0, max(0.0, score))
-        margin = abs(score - s.score_threshold)
-        confidence = min(0.95, 0.40 + 1.5 * margin + 0.08 * evidence)
-        cloud = score > s.score_threshold or confidence < s.confidence_threshold
-        if not cloud:
-            verdict = f"local: score {score:.2f} <= {s.score_threshold} with confidence {confidence:.2f}"
-        elif score > s.score_threshold:
-            verdict = f"cloud: score {score:.2f} > {s.score_threshold}"
-        else:
-            verdict = f"cloud: confidence {confidence:.2f} < {s.confidence_threshold} (when in doubt, cloud)"
-        reasons.append(verdict)
-        return Decision(target="cloud" if cloud else "local", score=round(score, 3),
-                        confidence=round(confidence, 3), rule=None, reasons=tuple(reasons))
+                return Hard("cloud", "complaint", f"complaint: a reply to an upset message ({m.group(0)!r})")
+        limit = self.settings.max_local_tokens
+        if tokens > limit:
+            return Hard("cloud", "long-context", f"long context: ~{tokens} tokens is past the local limit of {limit}")
+        if info.local_rule and not info.reasoning and not failing(history):
+            return Hard("local", info.local_rule, f"{info.local_rule}: the instruction says {info.local_match!r}")
+        return None
 
 
-def _failing(history: TaskHistory | None) -> bool:
+def failing(history: TaskHistory | None) -> bool:
     """A task whose local answers mostly fail has lost its claim to a local hard rule."""
     return bool(history and history.local_jobs >= 3 and history.local_failures / history.local_jobs > 0.5)
-
-
-def _hard(target: Target, rule: str, reason: str) -> Decision:
-    return Decision(target=target, score=1.0 if target == "cloud" else 0.0, confidence=0.9,
-                    rule=f"{target}:{rule}", reasons=(reason,))
-
-
-def _schema_size(schema: Any, depth: int = 0) -> tuple[int, int]:
-    """(number of properties, nesting depth) of a JSON Schema, roughly."""
-    if not isinstance(schema, dict):
-        return 0, depth
-    props = schema.get("properties") or {}
-    count, deepest = len(props), depth
-    children = list(props.values()) if isinstance(props, dict) else []
-    if isinstance(schema.get("items"), dict):
-        children.append(schema["items"])
-    for child in children:
-        c, d = _schema_size(child, depth + 1)
-        count += c
-        deepest = max(deepest, d)
-    return count, deepest
-
-
-def _format_weight(fmt: str, schema: dict[str, Any] | None, pattern: str | None) -> tuple[float, str]:
-    if schema is not None:
-        props, depth = _schema_size(schema)
-        if props > 15 or depth > 3:
-            return 0.05, f"complex schema ({props} properties, depth {depth})"
-        if '"enum"' in str(schema).replace("'", '"'):
-            return -0.15, "strict schema with an enum: a checkable answer"
-        return -0.10, "strict JSON Schema: a checkable answer"
-    if fmt in ("json", "yaml"):
-        return -0.05, f"{fmt} output"
-    if pattern:
-        return -0.05, "answer must match a pattern"
-    if fmt == "diff":
-        return 0.10, "a diff is hard to produce exactly"
-    if fmt == "code":
-        return 0.05, "code output"
-    return 0.10, "free text with no check"

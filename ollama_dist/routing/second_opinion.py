@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ollama_dist.config import RouterSettings, Settings
 from ollama_dist.errors import OllamaDistError
 from ollama_dist.routing.exemplars import Exemplar, bank_key, shipped_bank, task_text, text_key, user_bank
-from ollama_dist.routing.router import Decision, TaskHistory
+from ollama_dist.ledger.store import TaskHistory
+from ollama_dist.routing.decision import Decision
 from ollama_dist.tasks.model import Job, Task
 
 if TYPE_CHECKING:
