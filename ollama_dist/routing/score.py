@@ -123,17 +123,16 @@ def _schema_size(schema: Any, depth: int = 0) -> tuple[int, int]:
 
 
 def _format_weight(fmt: str, schema: dict[str, Any] | None, pattern: str | None) -> tuple[float, str]:
+    """What the output check says about the risk of a local answer. A schema, a pattern or a
+    structured format checks the answer's shape, not its substance: alone, they weigh nothing
+    toward local. An answer with no check at all, or one hard to produce exactly, weighs toward cloud."""
     if schema is not None:
         props, depth = _schema_size(schema)
         if props > 15 or depth > 3:
             return 0.05, f"complex schema ({props} properties, depth {depth})"
-        if '"enum"' in str(schema).replace("'", '"'):
-            return -0.15, "strict schema with an enum: a checkable answer"
-        return -0.10, "strict JSON Schema: a checkable answer"
-    if fmt in ("json", "yaml"):
-        return -0.05, f"{fmt} output"
-    if pattern:
-        return -0.05, "answer must match a pattern"
+        return 0.0, ""
+    if fmt in ("json", "yaml") or pattern:
+        return 0.0, ""
     if fmt == "diff":
         return 0.10, "a diff is hard to produce exactly"
     if fmt == "code":
