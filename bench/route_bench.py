@@ -30,9 +30,10 @@ sys.path.insert(0, str(ROOT))
 
 from ollama_dist.config import RouterSettings  # noqa: E402
 from ollama_dist.errors import InputError  # noqa: E402
+from ollama_dist.routing.decision import Opinion  # noqa: E402
 from ollama_dist.routing.exemplars import SHIPPED, text_key  # noqa: E402
 from ollama_dist.routing.router import Router  # noqa: E402
-from ollama_dist.routing.second_opinion import Knn, Loaded, Opinion, SecondOpinion, Vectors  # noqa: E402
+from ollama_dist.routing.second_opinion import Knn, Loaded, SecondOpinion, Vectors  # noqa: E402
 from ollama_dist.tasks.loader import expand, find_task_files, load_file, render_prompt  # noqa: E402
 from ollama_dist.tasks.model import Job, Task  # noqa: E402
 

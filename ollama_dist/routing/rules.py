@@ -25,9 +25,9 @@ from ollama_dist.tasks.model import Job, Task
 Target = Literal["local", "cloud"]
 
 
-def estimate_tokens(text: str) -> int:
+def estimate_tokens(*texts: str) -> int:
     """About four characters a token: the usual rule of thumb for English and code."""
-    return math.ceil(len(text) / 4)
+    return math.ceil(sum(map(len, texts)) / 4)
 
 
 def default_vocabulary() -> dict[str, Any]:
@@ -136,6 +136,41 @@ class Instruction:
     steps: int
     words: int
     wants_reply: bool
+    lead: str | None = None  # the verb that governs the instruction: its first sentence's first word
+    judgement: str | None = None  # a judgement verb leading one of its sentences
+    question: bool = False  # one of its sentences asks a question
+    mechanical: bool = False  # a mechanical verb governs it, no judgement verb leads, nothing is asked
+
+
+_FENCE = re.compile(r"```.*?(```|$)", re.DOTALL)
+_SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\n+")
+_BULLET = re.compile(r"^\s*(?:\d+[.)]|[-*•>#]+)\s*")
+_WORD = re.compile(r"[a-z][a-z'-]*")
+_FILLERS = frozenset("please now then also and just first finally next so kindly simply".split())
+_SETTINGS = frozenset("given using from for in with based across on within after before".split())
+_ASKING = frozenset(("is are does do did should would could can will which why how what when where who whether "
+                     "isn't doesn't shouldn't won't can't what's how's").split())
+
+
+def sentence_leads(prompt: str) -> list[tuple[str, bool]]:
+    """(first word, asks a question) of every sentence of an instruction, code blocks left out.
+
+    The first word skips fillers ("please", "now", a bullet) and a leading setting clause up
+    to its comma ("Given the table below, extract ..." -> extract)."""
+    out = []
+    for sentence in _SENTENCE.split(_FENCE.sub(" ", prompt)):
+        sentence = _BULLET.sub("", sentence).strip().lower()
+        words = _WORD.findall(sentence)
+        while words and words[0] in _FILLERS:
+            words = words[1:]
+        if not words:
+            continue
+        if words[0] in _SETTINGS and "," in sentence:
+            after = _WORD.findall(sentence.split(",", 1)[1])
+            words = after or words
+        imperative = words[0] == "don't" or words[:2] == ["do", "not"]  # "Do not change ...": told, not asked
+        out.append((words[0], sentence.endswith("?") or (words[0] in _ASKING and not imperative)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -145,6 +180,7 @@ class Hard:
     target: Target
     rule: str
     reason: str
+    reviewable: bool = False  # the second opinion may overturn it (routing/decision.py says when)
 
 
 class Rules:
@@ -170,6 +206,9 @@ class Rules:
         self._angry = _compile(list(complaint.get("markers", [])))
         self._steps = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S|\b(?:then|after that|finally|next)\b",
                                  re.IGNORECASE | re.MULTILINE)
+        self._mechanical = frozenset(vocab.get("mechanical_verbs", []))
+        self._judgement = frozenset(vocab.get("judgement_verbs", []))
+        self._safety = frozenset(vocab.get("safety_rules", []))
         self._cache: dict[int, tuple[Task, Instruction]] = {}
 
     def read(self, task: Task) -> Instruction:
@@ -196,18 +235,26 @@ class Rules:
         reasoning = tuple(m.group(0).lower() for p in self._reasoning if (m := p.search(text)))
         quality = tuple(m.group(0).lower() for p in self._quality if (m := p.search(text)))
         determinism = tuple(m.group(0).lower() for p in self._determinism if (m := p.search(text)))
+        leads = sentence_leads(task.prompt)
+        lead = leads[0][0] if leads else None
+        judgement = next((w for w, _ in leads if w in self._judgement), None)
+        question = any(q for _, q in leads)
         info = Instruction(
             cloud_rule, cloud_match, local_rule, local_match, reasoning + quality, determinism, quality,
             steps=len(self._steps.findall(task.prompt)), words=len(task.prompt.split()),
             wants_reply=bool(self._reply.search(task.prompt.lower())),
+            lead=lead, judgement=judgement, question=question,
+            mechanical=lead in self._mechanical and judgement is None and not question,
         )
         self._cache[key] = (task, info)  # the task is held, so its id is not reused
         return info
 
     def hard(self, job: Job, info: Instruction, tokens: int, history: TaskHistory | None) -> Hard | None:
         """The hard rule that decides `job`, checked in order; None leaves it to the score."""
+        plain = info.mechanical and not info.quality
         if info.cloud_rule:
-            return Hard("cloud", info.cloud_rule, f"{info.cloud_rule}: the instruction says {info.cloud_match!r}")
+            return Hard("cloud", info.cloud_rule, f"{info.cloud_rule}: the instruction says {info.cloud_match!r}",
+                        reviewable=plain and info.cloud_rule not in self._safety)
         if info.wants_reply and job.input_text:
             m = _first(self._angry, job.input_text.lower())
             if m:
@@ -216,7 +263,8 @@ class Rules:
         if tokens > limit:
             return Hard("cloud", "long-context", f"long context: ~{tokens} tokens is past the local limit of {limit}")
         if info.local_rule and not info.reasoning and not failing(history):
-            return Hard("local", info.local_rule, f"{info.local_rule}: the instruction says {info.local_match!r}")
+            return Hard("local", info.local_rule, f"{info.local_rule}: the instruction says {info.local_match!r}",
+                        reviewable=not plain)
         return None
 
 

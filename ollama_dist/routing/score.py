@@ -12,7 +12,7 @@ from typing import Any
 
 from ollama_dist.config import RouterSettings
 from ollama_dist.ledger.store import TaskHistory
-from ollama_dist.routing.rules import Instruction
+from ollama_dist.routing.rules import Instruction, Target
 from ollama_dist.tasks.model import Job
 
 BASE_SCORE = 0.30
@@ -21,11 +21,12 @@ MARKER_CAP = 0.45
 QUALITY_WEIGHT = 0.15  # on top of counting as a reasoning marker
 DETERMINISM_WEIGHT = 0.12
 DETERMINISM_CAP = 0.36
+QUESTION_WEIGHT = 0.15
 
 
 @dataclass(frozen=True)
 class Scored:
-    target: str
+    target: Target
     score: float
     confidence: float
     reasons: tuple[str, ...]
@@ -51,6 +52,10 @@ def soft_score(s: RouterSettings, job: Job, info: Instruction, tokens: int, hist
         score -= delta
         evidence += len(info.determinism)
         reasons.append(f"-{delta:.2f} determinism markers: {', '.join(info.determinism[:4])}")
+    if info.question:
+        score += QUESTION_WEIGHT
+        evidence += 1
+        reasons.append(f"+{QUESTION_WEIGHT:.2f} the instruction asks a question: an answer to find, not a rewrite")
 
     if tokens > s.local_context_tokens:
         score += 0.25
