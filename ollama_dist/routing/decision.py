@@ -159,7 +159,7 @@ def review_rule(hard: Hard, info: Instruction, opinion: Opinion, s: RouterSettin
             reasons.append(f"local: {info.lead!r} governs the instruction (mechanical: nothing asked, no judgement "
                            f"verb) and P(local) {p:.2f} > {bar:g}, the bar for overturning a word rule: "
                            f"{hard.rule} fired on a word, not on the work")
-            return _decided("local", score, f"local:{hard.rule}-overturned", opinion, reasons)
+            return _decided("local", 0.0, f"local:{hard.rule}-overturned", opinion, reasons)
         why = outside if p > bar else f"P(local) {p:.2f} <= {bar:g}, the bar for overturning a word rule"
         reasons.append(f"cloud: {hard.rule} stands ({why})")
         return _decided("cloud", score, rule, opinion, reasons)
@@ -169,7 +169,7 @@ def review_rule(hard: Hard, info: Instruction, opinion: Opinion, s: RouterSettin
         why = (f"{asks} and P(local) {p:.2f} <= t {low:g}" if asks else
                f"no mechanical verb governs it and P(local) {p:.2f} <= {low:g} (its nearest exemplars are cloud)")
         reasons.append(f"cloud: {hard.rule} overturned: {why}")
-        return _decided("cloud", score, f"cloud:{hard.rule}-overturned", opinion, reasons)
+        return _decided("cloud", 1.0, f"cloud:{hard.rule}-overturned", opinion, reasons)
     reasons.append(f"local: {hard.rule} stands (P(local) {p:.2f} > {low:g})")
     return _decided("local", score, rule, opinion, reasons)
 
@@ -200,7 +200,7 @@ def review_score(scored: Scored, info: Instruction, opinion: Opinion, s: RouterS
 
 
 def _veto(scored: Scored, info: Instruction, s: RouterSettings, tokens: int, history: TaskHistory | None) -> str | None:
-    if info.judgement is not None and info.judgement == info.lead:
+    if info.governed:
         return f"a judgement verb governs the instruction ({info.lead!r})"
     if scored.score > s.score_threshold + SCORE_VETO_MARGIN:
         return f"the score {scored.score:.2f} is clearly past its threshold {s.score_threshold:g}"

@@ -141,6 +141,11 @@ class Instruction:
     question: bool = False  # one of its sentences asks a question
     mechanical: bool = False  # a mechanical verb governs it, no judgement verb leads, nothing is asked
 
+    @property
+    def governed(self) -> bool:
+        """A judgement verb governs the instruction (leads its first sentence)."""
+        return self.judgement is not None and self.judgement == self.lead
+
 
 _FENCE = re.compile(r"```.*?(```|$)", re.DOTALL)
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\n+")
@@ -262,7 +267,7 @@ class Rules:
         limit = self.settings.max_local_tokens
         if tokens > limit:
             return Hard("cloud", "long-context", f"long context: ~{tokens} tokens is past the local limit of {limit}")
-        if info.local_rule and not info.reasoning and not failing(history):
+        if info.local_rule and not info.reasoning and not info.governed and not failing(history):
             return Hard("local", info.local_rule, f"{info.local_rule}: the instruction says {info.local_match!r}",
                         reviewable=not plain)
         return None

@@ -52,7 +52,7 @@ def test_a_word_rule_on_mechanical_work_is_overturned_by_a_clear_opinion() -> No
     assert d.reasons[0] == "legal: the instruction says 'legal'"
     assert "'reformat' governs the instruction" in d.reasons[-1] and "0.95 > 0.8" in d.reasons[-1]
     assert "docs-009 'rst to gfm' (deterministic, 0.61)" in d.reasons[1]
-    assert d.p_local == 0.95 and d.nearest == NEAR
+    assert d.p_local == 0.95 and d.nearest == NEAR and d.score == 0.0
 
 
 @pytest.mark.parametrize(("p_local", "override", "target"), [(0.79, 0.8, "cloud"), (0.8, 0.8, "cloud"),
@@ -113,6 +113,15 @@ def test_a_local_word_rule_without_a_mechanical_verb_needs_clearly_cloud_neighbo
 def test_a_plainly_mechanical_local_rule_never_asks() -> None:
     d, reviewer = decide("Convert this CSV to JSON.", 0.0, output={"format": "json"})
     assert d.rule == "local:conversion" and reviewer.asked == 0
+
+
+def test_the_second_opinion_sends_a_score_local_task_to_the_cloud() -> None:
+    out = {"format": "json", "schema": SCHEMA}
+    plain = Router(RouterSettings()).decide(Job(id="t", task=Task.model_validate(
+        {"name": "t", "prompt": "Count the notes.", "output": out}), input_text="", input_hash="h", prompt="Count the notes."))
+    assert plain.rule is None and plain.target == "local"
+    d, _ = decide("Count the notes.", 0.3, output=out)
+    assert d.target == "cloud" and "local: score" in " ".join(d.reasons) and "cloud unless P(local) > t" in d.reasons[-1]
 
 
 def test_a_question_needs_the_clear_bar_to_go_local() -> None:
