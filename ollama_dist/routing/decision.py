@@ -3,14 +3,20 @@
 Built once from settings; `Router.decide` is pure and cheap. In order:
 
 1. an explicit `kind:` decides alone;
-2. a hard rule (routing/rules.py) decides, unless the second opinion overturns it: a word
-   rule's *cloud* when a mechanical verb governs the instruction and its nearest exemplars
-   are clearly local (P(local) > `semantic_override`); a word rule's *local* when the
-   instruction is not plainly mechanical and its nearest exemplars are not local. The safety
-   rules (`safety_rules` in data/router.yaml), a long context and an upset message are final;
+2. a hard rule (routing/rules.py) decides, unless the second opinion overturns it:
+   - a word rule's *cloud*, when a mechanical verb governs the instruction (nothing asked, no
+     judgement verb, no qualitative goal) and its nearest exemplars are clearly local
+     (P(local) > `semantic_override`) and nothing the words cannot show says cloud;
+   - a word rule's *local*, when the instruction is not plainly mechanical and its nearest
+     exemplars are not local (P(local) <= t where it asks or a judgement verb leads, else
+     <= 1 - `semantic_override`).
+   The safety rules (`safety_rules` in data/router.yaml: complaint, sensitive), an upset
+   message, a long context and an explicit `kind:` are never put to the second opinion;
 3. otherwise the soft score (routing/score.py) decides, reviewed by the second opinion:
-   `cloud unless P(local) > t`, and a clear bar (`semantic_override`) where the instruction
-   asks a question or a judgement verb leads it.
+   `cloud unless P(local) > t`, raised to `semantic_override` where the instruction asks a
+   question, a judgement verb leads a sentence, or the score is in doubt and the nearest
+   exemplar is far; a judgement verb governing the instruction, a score clearly cloud, a long
+   input or a history of failed local answers veto local.
 
 The costs are asymmetric (a reasoning task sent local costs quality, an easy task sent to
 Claude costs cents), so every bar that sends work local is the higher one.
@@ -33,6 +39,9 @@ from ollama_dist.tasks.model import Job, Task
 # A score this far past its threshold (reasoning markers, a qualitative goal, many steps) keeps
 # the task on cloud whatever the neighbours say: the asymmetric rule, when two opinions differ.
 SCORE_VETO_MARGIN = 0.10
+# Where the score is in doubt (cloud for low confidence), an opinion whose nearest exemplar is
+# no nearer than this is a weak one: it needs the clear bar to send the task local.
+NEAR_ENOUGH = 0.5
 
 
 class Neighbour(BaseModel):
@@ -177,12 +186,13 @@ def review_rule(hard: Hard, info: Instruction, opinion: Opinion, s: RouterSettin
 def review_score(scored: Scored, info: Instruction, opinion: Opinion, s: RouterSettings, tokens: int,
                  history: TaskHistory | None) -> Decision:
     """The soft score's decision, with the second opinion: local only when P(local) clears its bar
-    (t; `semantic_override` when the instruction asks or a judgement verb leads) and nothing vetoes:
-    a judgement verb governing the instruction, a score clearly cloud, or what the embedding cannot
-    see. Otherwise cloud."""
+    (see the module docstring) and nothing vetoes. Otherwise cloud."""
     reasons = [*scored.reasons, opinion.said]
     p = opinion.p_local
     asks = _asks(info)
+    if asks is None and scored.target == "cloud" and scored.score <= s.score_threshold and \
+            (not opinion.nearest or opinion.nearest[0].similarity < NEAR_ENOUGH):
+        asks = f"the score is in doubt and the nearest exemplar is far (similarity < {NEAR_ENOUGH:g})"
     bar = s.semantic_override if asks else s.semantic_threshold
     if p <= bar:
         reasons.append(f"cloud: P(local) {p:.2f} <= {bar:g}, the bar where {asks} (cloud unless P(local) clears it)"

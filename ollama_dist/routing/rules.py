@@ -155,26 +155,35 @@ _FILLERS = frozenset("please now then also and just first finally next so kindly
 _SETTINGS = frozenset("given using from for in with based across on within after before".split())
 _ASKING = frozenset(("is are does do did should would could can will which why how what when where who whether "
                      "isn't doesn't shouldn't won't can't what's how's").split())
+_REQUESTS = [[aux, "you"] for aux in ("can", "could", "would", "will")]
+_PRONOUNS = [[w] for w in "i we you they it this that these those there".split()]
 
 
 def sentence_leads(prompt: str) -> list[tuple[str, bool]]:
     """(first word, asks a question) of every sentence of an instruction, code blocks left out.
 
-    The first word skips fillers ("please", "now", a bullet) and a leading setting clause up
-    to its comma ("Given the table below, extract ..." -> extract)."""
+    The first word skips fillers ("please", "now", a bullet), a polite "can you" and a leading
+    setting clause up to its comma ("Given the table below, extract ..." -> extract). A sentence
+    asks when it ends with "?" or opens with a question word; "do" asks only before a pronoun
+    ("Do we ..."), so "Do the same for ..." and "Do not ..." are told, not asked."""
     out = []
     for sentence in _SENTENCE.split(_FENCE.sub(" ", prompt)):
         sentence = _BULLET.sub("", sentence).strip().lower()
         words = _WORD.findall(sentence)
         while words and words[0] in _FILLERS:
             words = words[1:]
+        if words[:2] in _REQUESTS:  # "could you convert this?" is a request
+            words = [w for w in words[2:] if w != "please"]
+            if words:
+                out.append((words[0], False))
+            continue
         if not words:
             continue
         if words[0] in _SETTINGS and "," in sentence:
             after = _WORD.findall(sentence.split(",", 1)[1])
             words = after or words
-        imperative = words[0] == "don't" or words[:2] == ["do", "not"]  # "Do not change ...": told, not asked
-        out.append((words[0], sentence.endswith("?") or (words[0] in _ASKING and not imperative)))
+        asked = words[0] in _ASKING and (words[0] != "do" or words[1:2] in _PRONOUNS)
+        out.append((words[0], sentence.endswith("?") or asked))
     return out
 
 

@@ -21,25 +21,30 @@ NEAR = (Neighbour(id="docs-009", label="deterministic", similarity=0.61, name="r
         Neighbour(id="legal-1", label="reasoning", similarity=0.40, name="licence risk"))
 
 
+FAR = (Neighbour(id="shell-011", label="deterministic", similarity=0.37, name="getopts block"),)
+
+
 class Fixed:
     """A second opinion that always says `p_local`, and counts how often it was asked."""
 
     unavailable: str | None = None
 
-    def __init__(self, p_local: float) -> None:
+    def __init__(self, p_local: float, nearest: tuple[Neighbour, ...] = NEAR) -> None:
         self.p_local = p_local
+        self.nearest = nearest
         self.asked = 0
 
     def opinion(self, task: Task) -> Opinion:
         self.asked += 1
-        return Opinion.of(self.p_local, NEAR, 11)
+        return Opinion.of(self.p_local, self.nearest, 11)
 
 
 def decide(prompt: str, p_local: float, *, text: str = "some input", output: dict[str, Any] | None = None,
-           history: TaskHistory | None = None, **settings: Any) -> tuple[Any, Fixed]:
+           history: TaskHistory | None = None, nearest: tuple[Neighbour, ...] = NEAR,
+           **settings: Any) -> tuple[Any, Fixed]:
     task = Task.model_validate({"name": "t", "prompt": prompt, "inputs": {"text": text}, "output": output or {}})
     job = Job(id="t", task=task, input_text=text, input_hash="h", prompt=render_prompt(task, text, None))
-    reviewer = Fixed(p_local)
+    reviewer = Fixed(p_local, nearest)
     return Router(RouterSettings(**settings), second_opinion=reviewer).decide(job, history), reviewer
 
 
@@ -132,6 +137,16 @@ def test_a_question_needs_the_clear_bar_to_go_local() -> None:
     assert decide(prompt, 0.9, output=out)[0].target == "local"
 
 
+def test_a_far_opinion_needs_the_clear_bar_where_the_score_is_in_doubt() -> None:
+    prompt = "Sketch the plugin mechanism for our command line tool."  # no marker: cloud for low confidence
+    assert Router(RouterSettings()).decide(Job(id="t", task=Task(name="t", prompt=prompt), input_text="",
+                                               input_hash="h", prompt=prompt)).reasons[-1].endswith("(when in doubt, cloud)")
+    far, _ = decide(prompt, 0.7, nearest=FAR)
+    assert far.target == "cloud" and "the nearest exemplar is far" in far.reasons[-1]
+    assert decide(prompt, 0.7)[0].target == "local"  # a near one: t is the bar
+    assert decide(prompt, 0.9, nearest=FAR)[0].target == "local"
+
+
 def test_a_governing_judgement_verb_vetoes_local() -> None:
     d, _ = decide("Plan the rename of users.fullname on the live table.", 0.95)
     assert d.rule is None and d.target == "cloud" and "a judgement verb governs the instruction ('plan')" in d.reasons[-1]
@@ -149,7 +164,9 @@ def test_the_json_decision_carries_the_opinion() -> None:
     ("Given the table below, extract every name as JSON.", [("extract", False)]),
     ("Please convert this.\n- then sort it?", [("convert", False), ("sort", True)]),
     ("```\nwhy is this here?\n```\nRename foo to bar.", [("rename", False)]),
-    ("Do not change the wording. Don't reorder.", [("do", False), ("don't", False)]),
+    ("Do not change the wording. Don't reorder. Do the same for b.", [("do", False), ("don't", False), ("do", False)]),
+    ("Do we need both locks", [("do", True)]),
+    ("Could you please convert this to JSON?", [("convert", False)]),
     ("Is this safe? Reply as JSON.", [("is", True), ("reply", False)]),
     ("Which one is faster", [("which", True)]),
 ])
