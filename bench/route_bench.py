@@ -1,17 +1,19 @@
 """Routing: rules only vs rules + the semantic second opinion, side by side in one run.
 
 - agreement and reasoning sent local on every labelled set: tests/data/router_devset,
-  tests/data/router_holdout, any folder given on the command line (a folder of task files
-  with a labels.yaml: `task-name: local|cloud`), and the blind sets (tests/data/router_blind*)
-  only with `--blind`: they are measured once, by someone who did not tune on them;
-- a leave-one-out over the exemplar bank (the bank-only classifier, no rules): a sanity figure;
+  tests/data/router_holdout, tests/data/router_own (not blind: the engineer's own hard cases),
+  any folder given on the command line (task files with a labels.yaml: `name: local|cloud`),
+  and the blind sets (tests/data/router_blind*) only with `--blind`: they are measured once,
+  by someone who did not tune on them;
+- the bank routed leave-one-out (each exemplar as a task, its own vector left out of the vote),
+  and the bank-only classifier's leave-one-out (no rules): a sanity figure;
 - speed per decision: fan-out (10,000 jobs over the devset's 120 tasks: the words are read and
   embedded once per task) and all-distinct (every job a task of its own: every decision embeds);
 - the model's load time (imports, model file check, session, bank vectors).
 
 Run: python bench/route_bench.py [EXTRA_SET_DIR ...] [--blind] [--k 11] [--t 0.6] [--sweep] [--misses]
-`--sweep` prints agreement over a grid of k and t on the devset only (the one set the
-router may be tuned on); never choose k or t on the holdout or blind sets.
+`--sweep` prints agreement over a grid of k and t on the devset only; never choose k or t on the
+holdout or blind sets. `--misses` lists each disagreement with its reasons (refused with --blind).
 """
 
 from __future__ import annotations
@@ -173,7 +175,8 @@ def leave_one_out(loaded: Loaded, t: float) -> str:
 
 def sets(extra: Sequence[str], blind: bool) -> list[tuple[str, Path]]:
     """The labelled sets measured: the blind ones (router_blind*) only when asked for."""
-    found = [("devset", DATA / "router_devset"), ("holdout", DATA / "router_holdout")]
+    found = [("devset", DATA / "router_devset"), ("holdout", DATA / "router_holdout"),
+             ("own", DATA / "router_own")]  # not blind: the engineer's own hard cases (its README)
     if blind:
         found += [(f.name.removeprefix("router_"), f) for f in sorted(DATA.glob("router_blind*")) if f.is_dir()]
     found += [(Path(e).name, Path(e)) for e in extra]
