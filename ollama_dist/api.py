@@ -40,6 +40,9 @@ class Routed:
             "confidence": d.confidence,
             "rule": d.rule,
             "reasons": list(d.reasons),
+            # the second opinion, when it was asked: P(local) and the labelled instructions nearest this one
+            "p_local": d.p_local,
+            "nearest": [n.model_dump() for n in d.nearest],
             "error": self.job.error,  # the job will fail without a model call (its input is unreadable)
             "notes": list(self.job.notes),
         }
