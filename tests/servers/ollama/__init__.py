@@ -44,7 +44,10 @@ Methods:
                       "midstream_error" streaming: one chunk then {"error": ...} in a 200;
                                  with "stream": false the real server's 500 + {"error"};
                       "busy"     503 with the exact queue-full body;
-                      "disconnect" close the connection without answering.
+                      "disconnect" close the connection without answering;
+                      "json_object_only" /v1 only: a response_format of type json_schema
+                                 gets llama_cpp.server's 500 (it takes {"type": "json_object",
+                                 "schema": ...}); other requests are answered.
     add_model(name, *, context_length=32768, family="gemma3")
                       serve one more model.
     reset()           forget requests, log, scripts, faults and loaded models.
