@@ -122,6 +122,12 @@ class ModelMissing(BackendError):
     reason = "model_missing"
 
 
+class RouteMissing(BackendError):
+    """The server answered 404 for the route itself, not for a model: it does not speak that API there."""
+
+    reason = "route_missing"
+
+
 class Busy(BackendError):
     reason = "busy"
 

@@ -26,7 +26,7 @@ from typing import Literal
 from ollama_dist.backends.base import Backend, Completion, Message, Request
 from ollama_dist.checks.validate import Verdict, feedback, reason_kind, validate
 from ollama_dist.config import Settings
-from ollama_dist.errors import BackendError, BreakerOpen, LedgerError, OutputError
+from ollama_dist.errors import BackendError, BreakerOpen, LedgerError, OutputError, RouteMissing
 from ollama_dist.ledger.pricing import PriceTable, Usage
 from ollama_dist.ledger.store import Attempt, CachedAnswer, Ledger
 from ollama_dist.routing.router import Decision
@@ -110,6 +110,7 @@ class Dispatcher:
         self.batch_poll_s = batch_poll_s
         self._openings_seen = 0
         self.finished: list[Outcome] = []  # in the order they finished: an interrupted run's report
+        self.notes: list[str] = []  # said once for the run (the report's notes)
 
     async def run(self, routed: Sequence[tuple[Job, Decision]]) -> list[Outcome]:
         if not self.cloud_batch:
@@ -314,7 +315,8 @@ class Dispatcher:
         """Cloud-routed jobs through the Message Batches API: half price, answers within 24 h.
 
         Results are validated and recorded like any answer; a failed result is a failed job
-        (nothing escalates further from a batch).
+        (nothing escalates further from a batch). An endpoint without the batches route gets
+        the same jobs through the Messages API instead (one note says so).
         """
         from ollama_dist.backends.claude import ClaudeBackend
         from ollama_dist.backends.claude_batch import run_batch
@@ -338,6 +340,12 @@ class Dispatcher:
         try:
             results = dict(await run_batch(backend, [(cid, req) for cid, _, _, _, req in pending],
                                            first_poll_s=self.batch_poll_s))
+        except RouteMissing as exc:
+            self.notes.append(f"--cloud-batch: {exc.message}; its {len(pending)} job(s) went through the "
+                              "Messages API instead, at the standard price")
+            redone = await asyncio.gather(*(self._job(o.job, o.decision) for _, o, *_ in pending))
+            done = {id(old): new for (_, old, *_), new in zip(pending, redone)}
+            return [done.get(id(o), o) for o in outcomes]
         except BackendError as exc:
             results = {cid: exc for cid, *_ in pending}
         for cid, outcome, key, tier, _ in pending:
