@@ -79,6 +79,17 @@ async def test_schema_tasks_are_answered_after_one_fallback(llama_cpp_server: Ll
     assert len(first.warnings) == 1 and "json_schema" in first.warnings[0] and not second.warnings
 
 
+async def test_the_server_drops_system_messages_under_the_gemma_format(llama_cpp_server: LlamaCppServer) -> None:
+    """What the README tells users of this server: its gemma format reads no system prompt
+    (the embedded tier folds it into the first user turn instead)."""
+    async with httpx.AsyncClient(trust_env=False) as http:
+        backend = OpenAICompatBackend(llama_cpp_server.url, client=http)
+        bare = await backend.complete(request("Maria flew to Lisbon.", max_tokens=1, timeout_s=60))
+        told = await backend.complete(request("Maria flew to Lisbon.", system="Reply in French, in JSON only.",
+                                              max_tokens=1, timeout_s=60))
+    assert told.input_tokens == bare.input_tokens
+
+
 async def test_an_answer_that_uses_all_max_tokens_is_cut_off(llama_cpp_server: LlamaCppServer) -> None:
     async with httpx.AsyncClient(trust_env=False) as http:
         result = await OpenAICompatBackend(llama_cpp_server.url, client=http).complete(
