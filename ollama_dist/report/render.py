@@ -69,8 +69,11 @@ def jobs_table(report: RunReport) -> Table:
         shown = "ok (your edit kept)" if o.kept_edit else "ok (cached)" if cached else o.status
         status = Text(shown, style="green" if o.status == "ok" else "red")
         detail = o.output_path or (o.reason or "")
-        table.add_row(o.job.id, o.decision.target, o.actual_model or "-", status, str(len(o.attempts)),
-                      detail[:300])
+        answering = o.answering
+        by = Text(answering.model if answering else o.actual_model or "-")
+        if o.answered_on:
+            by.append(f"\non {o.answered_on}", style="dim")  # which tier and host, not only the model
+        table.add_row(o.job.id, o.decision.target, by, status, str(len(o.attempts)), detail[:300])
     return table
 
 
@@ -349,10 +352,11 @@ def router_days_chart(days: Sequence[Day], width: int = 32) -> Table:
 
 
 def ollama_status_table(reports: Sequence[HostReport]) -> Table:
-    """ollama status: one row per configured host."""
+    """ollama status: one row per configured host; a route that failed is named in its state."""
     table = Table(title="Ollama")
     table.add_column("host", overflow="fold")
-    table.add_column("state")
+    table.add_column("state", overflow="fold")
+    table.add_column("slots", justify="right")
     table.add_column("models pulled", overflow="fold")
     table.add_column("loaded now (context, memory)", overflow="fold")
     table.add_column("missing → fix", overflow="fold")
@@ -360,12 +364,16 @@ def ollama_status_table(reports: Sequence[HostReport]) -> Table:
         s = r.status
         if not s.reachable:
             state = Text("down", style="red")
-        elif s.error:
-            state = Text(f"error: {s.error}", style="red")
         else:
-            state = Text(f"up {s.version}", style="green")
-        pulled = ", ".join(m.name for m in s.models) or "-"
-        loaded = "\n".join(f"{m.name} ({m.context_length or '?'} ctx, {_gib(m.size)})" for m in s.loaded) or "-"
+            state = Text(f"up {s.version}" if s.version else "up, version unknown",
+                         style="green" if s.complete else "yellow")
+            for route in s.routes:
+                if not route.ok:
+                    state.append(f"\n{route.route}: {route.error}", style="red")
+        pulled = ", ".join(m.name for m in s.models) or ("-" if s.answered("/api/tags") else "?")
+        loaded = "\n".join(f"{m.name} ({m.context_length or '?'} ctx, {_gib(m.size)})" for m in s.loaded)
+        loaded = loaded or ("-" if s.answered("/api/ps") else "?")
         missing = "\n".join(f"{m} → ollama pull {m}" for m in r.missing) or "-"
-        table.add_row(s.host, state, pulled, loaded, Text(missing, style="yellow" if r.missing else "default"))
+        table.add_row(s.host, state, str(r.slots), pulled, loaded,
+                      Text(missing, style="yellow" if r.missing else "default"))
     return table

@@ -93,7 +93,7 @@ class AnthropicServer(BatchRoutes):
       default generator again), or a callable ``(request body) -> str``. ``model``
       ``"*"`` applies to every model without its own script.
     - ``fail_next(status, *, times=1, retry_after=None, message=None)``: the next
-      ``times`` API calls (any endpoint) answer this error instead, in the API's
+      ``times`` API calls (any `/v1/` endpoint) answer this error instead, in the API's
       error shape. ``retry_after`` (seconds; a float keeps tests fast) becomes a
       ``retry-after`` header on any status; a 429 always has one (default 1) and
       the ``anthropic-ratelimit-*`` headers.
@@ -230,7 +230,7 @@ class AnthropicServer(BatchRoutes):
         if self.latency:
             self._closing.wait(self.latency)
         with self._lock:
-            fault = self._faults.popleft() if self._faults else None
+            fault = self._faults.popleft() if self._faults and path.startswith("/v1/") else None  # API routes only
         try:
             if fault is not None and fault.status == 0:
                 self._closing.wait(fault.stall_s)

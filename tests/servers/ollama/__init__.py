@@ -13,21 +13,30 @@ Use:
     python -m tests.servers.ollama --port 11434 [--real-model]     # by hand, for demos
 
 `FakeOllama(models=("gemma3:270m",), *, port=0, num_parallel=1, max_queue=512,
-latency_s=0.0, default_num_ctx=4096, context_length=32768, engine=None,
-version="0.12.6")`:
+latency_s=0.0, default_num_ctx=None, vram_gib=0.0, context_length=32768, engine=None,
+version="0.15.5", broken_routes=None, always_stop=False, always_stream=False)`:
     models          names served (a bare name means name:latest); others get 404.
     num_parallel    requests generated at once (OLLAMA_NUM_PARALLEL); others wait.
     max_queue       waiting requests beyond which the server answers 503 (OLLAMA_MAX_QUEUE).
     latency_s       fixed time each generation takes, inside its slot (benchmarks).
-    default_num_ctx context when a request has no options.num_ctx (CPU-only default).
+    default_num_ctx context when a request has no options.num_ctx (as OLLAMA_CONTEXT_LENGTH);
+                    None: the VRAM tier of `vram_gib` (A.7: 4096 below 23 GiB, 32768 from
+                    23, 262144 from 47), capped by the model's trained context.
     context_length  trained context reported by /api/show for every model.
+    broken_routes   {path: status}: that route answers `status` instead (404 is gin's
+                    plain "404 page not found", as from a server without the route).
+    always_stop     done_reason is "stop" even when num_predict cut the answer.
+    always_stream   NDJSON chunks even for "stream": false (a shim that ignores it), so
+                    a "midstream_error" fault is a 200 with an {"error"} line.
     engine          an `ollama_dist.backends.embedded.LocalModel`: answers (and token
                     counts) come from the real model unless a script says otherwise.
 
 Attributes: `url` ("http://127.0.0.1:PORT"), `port`, `requests` (the JSON bodies of
 generation requests, /api/chat, /api/generate and /v1/chat/completions, in arrival
 order), `log` ((method, path) of every request), `max_active` (most generations seen
-running at once), `loaded` ({model: num_ctx} as /api/ps reports it).
+running at once), `loaded` ({model: num_ctx} as /api/ps reports it), `reloads` (how
+often a request's num_ctx differed from the loaded model's, which reloads it: that
+answer has a load_duration again).
 
 Methods:
     start() / stop()  also via `with` / `async with`. After stop() the port is closed,
@@ -48,8 +57,12 @@ Methods:
                       "json_object_only" /v1 only: a response_format of type json_schema
                                  gets llama_cpp.server's 500 (it takes {"type": "json_object",
                                  "schema": ...}); other requests are answered.
-    add_model(name, *, context_length=32768, family="gemma3")
-                      serve one more model.
+    add_model(name, *, context_length=32768, family="gemma3", thinking=False, rejects_think=False)
+                      serve one more model. `thinking`: it has the capability and, unless
+                      the request says "think": false, puts a trace in message.thinking
+                      (family "gptoss" ignores booleans: it always thinks). A model without
+                      it answers 400 `"<model>" does not support thinking` to think: true or
+                      a level; `rejects_think` answers 400 to any think field.
     reset()           forget requests, log, scripts, faults and loaded models.
 
 Helpers: `fenced(value)` (JSON in a ```json fence), `chatty(value)` (JSON with prose
@@ -70,7 +83,7 @@ prompt_eval_count reports what was kept.
 Simplifications: the answer is only capped by num_predict
 (context shift is assumed), and with an engine an unlimited num_predict means 512.
 The queue applies to every generation (the real scheduler lets a request for a loaded
-model skip it). size_vram is 0 (CPU-only). Load/unload requests do not queue.
+model skip it). size_vram is 0 without `vram_gib` (CPU-only), else all of size. Load/unload requests do not queue.
 
 Modules, by concern: :mod:`.server` (lifecycle, scripting, routes), :mod:`.state` (loaded
 models, the queue), :mod:`.faults` (fault injection), :mod:`.model` (answers, truncation,

@@ -1,4 +1,4 @@
-"""The fake's "model": scripted or default answers, silent truncation to num_ctx, real-model mode."""
+"""The fake's "model": scripted or default answers, thinking traces, truncation to num_ctx, real-model mode."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ from typing import TYPE_CHECKING, Any
 from tests.servers.ollama.wire import (
     CHARS_PER_TOKEN,
     ENGINE_DEFAULT_PREDICT,
+    HARMONY_FAMILIES,
     MESSAGE_OVERHEAD_TOKENS,
+    THINKING_TEXT,
     HttpError,
     Job,
+    ModelSpec,
     Result,
     estimate_tokens,
     example,
@@ -33,10 +36,13 @@ class Generation:
     """
 
     engine: LocalModel | None
-    default_num_ctx: int
+    always_stop: bool
+    reloads: int
+    models: dict[str, ModelSpec]
     _cv: threading.Condition
     _scripts: dict[str | None, deque[str] | Callable[[dict[str, Any]], str]]
-    _live_models: Callable[[], dict[str, Any]]  # ModelState's
+    default_context: Callable[[str], int]  # ModelState's
+    _loaded_context: Callable[[str], int | None]  # ModelState's
 
     def _count(self, text: str) -> int:
         return self.engine.count_tokens(text) if self.engine is not None else estimate_tokens(text)
@@ -68,14 +74,32 @@ class Generation:
             return script(job.body)
         return None
 
+    def _thinking(self, job: Job, name: str) -> str:
+        """The trace a thinking model shows for `job` ("" for none); a 400 for a `think` it does not take."""
+        spec = self.models[name]
+        think = job.body.get("think")
+        if think is not None and spec.rejects_think:
+            raise HttpError(400, f"think value {json.dumps(think)} is not supported for this model")
+        if not spec.thinks:
+            if think is True or isinstance(think, str):
+                raise HttpError(400, f"{json.dumps(job.model)} does not support thinking")
+            return ""
+        if think is False and spec.family not in HARMONY_FAMILIES:  # gpt-oss ignores booleans
+            return ""
+        return THINKING_TEXT
+
     def _generate(self, job: Job) -> Result:
         started = time.perf_counter()
         name = full_name(job.model)
-        with self._cv:
-            was_loaded = name in self._live_models()
-        num_ctx = int(job.options.get("num_ctx") or self.default_num_ctx)
+        num_ctx = int(job.options.get("num_ctx") or self.default_context(name))
+        loaded = self._loaded_context(name)
+        was_loaded = loaded == num_ctx
+        if loaded is not None and not was_loaded:
+            with self._cv:
+                self.reloads += 1  # a different num_ctx: the runner starts again
         num_predict = int(job.options.get("num_predict", -1))
         messages, prompt_tokens = self._fit(job.messages, num_ctx, int(job.options.get("num_keep", 4)))
+        thinking = self._thinking(job, name) if job.endpoint != "openai" else ""
         text = self._answer(job, name)
         if text is None and self.engine is not None:
             return self._engine_generate(job, messages, num_ctx, num_predict, was_loaded, started)
@@ -86,11 +110,16 @@ class Generation:
                 text = json.dumps({"answer": "ok"})
             else:
                 text = "This is a fake answer from the test server."
-        eval_count, reason = estimate_tokens(text), "stop"
-        if 0 < num_predict < eval_count:
-            text, eval_count, reason = text[: num_predict * CHARS_PER_TOKEN], num_predict, "length"
+        thought = estimate_tokens(thinking)
+        eval_count, reason = thought + estimate_tokens(text), "stop"
+        if 0 < num_predict < eval_count:  # the trace counts against num_predict too
+            room = max(num_predict - thought, 0)
+            thinking = thinking[: num_predict * CHARS_PER_TOKEN]
+            text, eval_count, reason = text[: room * CHARS_PER_TOKEN], num_predict, "length"
+        if self.always_stop:
+            reason = "stop"  # as some servers say, cut off or not
         load_ns = 0 if was_loaded else 250_000_000
-        return Result(text, prompt_tokens, eval_count, reason, num_ctx, load_ns, started)
+        return Result(text, prompt_tokens, eval_count, reason, num_ctx, load_ns, started, thinking=thinking)
 
     def _engine_generate(
         self,

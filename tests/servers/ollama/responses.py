@@ -24,17 +24,21 @@ class Responses:
             body = {"error": message}
         send_json(h, status, body)
 
-    def _chunk(self, job: Job, piece: str, *, done: bool = False) -> dict[str, Any]:
+    def _chunk(self, job: Job, piece: str, *, done: bool = False, thinking: str = "") -> dict[str, Any]:
         chunk: dict[str, Any] = {"model": job.model, "created_at": timestamp()}
         if job.endpoint == "generate":
             chunk["response"] = piece
+            if thinking:
+                chunk["thinking"] = thinking
         else:
             chunk["message"] = {"role": "assistant", "content": piece}
+            if thinking:
+                chunk["message"]["thinking"] = thinking
         chunk["done"] = done
         return chunk
 
-    def _final(self, job: Job, result: Result, text: str) -> dict[str, Any]:
-        final = self._chunk(job, text, done=True)
+    def _final(self, job: Job, result: Result, text: str, thinking: str = "") -> dict[str, Any]:
+        final = self._chunk(job, text, done=True, thinking=thinking)
         final["done_reason"] = result.done_reason
         if job.endpoint == "generate" and job.body.get("raw") is not True:
             final["context"] = list(range(1, min(result.prompt_tokens + result.eval_count, 64) + 1))
@@ -61,9 +65,11 @@ class Responses:
         if job.endpoint == "openai":
             self._respond_openai(h, job, result)
         elif not job.stream:
-            send_json(h, 200, self._final(job, result, result.text))
+            send_json(h, 200, self._final(job, result, result.text, result.thinking))
         else:
             start_stream(h, "application/x-ndjson")
+            for piece in pieces(result.thinking) if result.thinking else []:
+                write_chunk(h, json.dumps(self._chunk(job, "", thinking=piece)).encode() + b"\n")
             for piece in pieces(result.text):
                 write_chunk(h, json.dumps(self._chunk(job, piece)).encode() + b"\n")
             write_chunk(h, json.dumps(self._final(job, result, "")).encode() + b"\n")

@@ -10,7 +10,7 @@ import json
 import socket
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Self
 
@@ -21,6 +21,7 @@ from tests.servers.ollama.responses import Responses
 from tests.servers.ollama.state import ModelState
 from tests.servers.ollama.wire import (
     BUSY_MESSAGE,
+    NOT_FOUND_PAGE,
     Answers,
     HttpError,
     Job,
@@ -45,18 +46,27 @@ class FakeOllama(ModelState, FaultInjection, Generation, Responses):
         num_parallel: int = 1,
         max_queue: int = 512,
         latency_s: float = 0.0,
-        default_num_ctx: int = 4096,
+        default_num_ctx: int | None = None,
+        vram_gib: float = 0.0,
         context_length: int = 32768,
         engine: LocalModel | None = None,
-        version: str = "0.12.6",
+        version: str = "0.15.5",
+        broken_routes: Mapping[str, int] | None = None,
+        always_stop: bool = False,
+        always_stream: bool = False,
     ) -> None:
         self.models = {full_name(n): ModelSpec(full_name(n), context_length=context_length) for n in models}
         self.num_parallel = num_parallel
         self.max_queue = max_queue
         self.latency_s = latency_s
         self.default_num_ctx = default_num_ctx
+        self.vram_gib = vram_gib
         self.engine = engine
         self.version = version
+        self.broken_routes = dict(broken_routes or {})
+        self.always_stop = always_stop
+        self.always_stream = always_stream
+        self.reloads = 0
         self.requests: list[dict[str, Any]] = []
         self.log: list[tuple[str, str]] = []
         self.max_active = 0
@@ -129,9 +139,16 @@ class FakeOllama(ModelState, FaultInjection, Generation, Responses):
         with self._cv:
             self._scripts[key] = answers if callable(answers) else deque(answers)
 
-    def add_model(self, name: str, *, context_length: int = 32768, family: str = "gemma3") -> None:
+    def add_model(
+        self, name: str, *, context_length: int = 32768, family: str = "gemma3", thinking: bool = False,
+        rejects_think: bool = False,
+    ) -> None:
+        """Serve one more model; `thinking`: it has the capability (a trace in message.thinking)."""
+        capabilities = ("completion", "thinking") if thinking else ("completion",)
+        spec = ModelSpec(full_name(name), family=family, context_length=context_length, capabilities=capabilities,
+                         rejects_think=rejects_think)
         with self._cv:
-            self.models[full_name(name)] = ModelSpec(full_name(name), family=family, context_length=context_length)
+            self.models[spec.name] = spec
 
     def reset(self) -> None:
         with self._cv:
@@ -141,6 +158,7 @@ class FakeOllama(ModelState, FaultInjection, Generation, Responses):
             self._faults.clear()
             self._loaded.clear()
             self.max_active = 0
+            self.reloads = 0
 
     # --- plumbing --------------------------------------------------------------------
     def _track(self, conn: socket.socket, *, add: bool) -> None:
@@ -165,10 +183,14 @@ class FakeOllama(ModelState, FaultInjection, Generation, Responses):
             ("POST", "/v1/chat/completions"): self._generation,
         }
         route = routes.get((method, path))
+        broken = self.broken_routes.get(path)
         try:
-            if route is None:
+            if route is None or broken == 404:
                 self._read_body(h)
-                send(h, 404, b"404 page not found", "text/plain")
+                send(h, 404, NOT_FOUND_PAGE, "text/plain")
+            elif broken is not None:
+                self._read_body(h)
+                send_json(h, broken, {"error": f"{path} is not available here ({broken})"})
             else:
                 route(h, path)
         except (BrokenPipeError, ConnectionResetError):
@@ -232,7 +254,7 @@ class FakeOllama(ModelState, FaultInjection, Generation, Responses):
                     "digest": spec.digest,
                     "details": spec.details(),
                     "expires_at": timestamp(expires),
-                    "size_vram": 0,
+                    "size_vram": spec.size + num_ctx * 2048 if self.vram_gib else 0,
                     "context_length": num_ctx,
                 }
             )
@@ -329,7 +351,7 @@ class FakeOllama(ModelState, FaultInjection, Generation, Responses):
             messages = [{"role": "system", "content": str(body["system"])}] if body.get("system") else []
             if body.get("prompt"):
                 messages.append({"role": "user", "content": str(body["prompt"])})
-        stream = body.get("stream") is not False  # absent means streaming
+        stream = body.get("stream") is not False or self.always_stream  # absent means streaming
         return Job(endpoint, str(model), messages, options, body.get("format"), stream, keep_alive, body)
 
     def _openai_job(self, model: str, body: dict[str, Any], keep_alive: float) -> Job:

@@ -1,4 +1,10 @@
-"""What the fake Ollama server holds between requests: loaded models (/api/ps) and the queue."""
+"""What the fake Ollama server holds between requests: loaded models (/api/ps), their context, the queue.
+
+The default context follows Ollama 0.15.5+ (A.7): `default_num_ctx` when set (as
+OLLAMA_CONTEXT_LENGTH), else the VRAM tier of `vram_gib`, capped by the model's trained
+context. A request whose num_ctx differs from the loaded model's reloads it (`reloads`
+counts them; the answer then has a load_duration again).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 from tests.servers.ollama.handler import Handler, send_json
-from tests.servers.ollama.wire import FOREVER, Job, full_name
+from tests.servers.ollama.wire import FOREVER, Job, ModelSpec, full_name, vram_num_ctx
 
 
 class ModelState:
@@ -18,7 +24,10 @@ class ModelState:
     num_parallel: int
     max_queue: int
     max_active: int
-    default_num_ctx: int
+    reloads: int
+    default_num_ctx: int | None
+    vram_gib: float
+    models: dict[str, ModelSpec]
     _cv: threading.Condition
     _stopping: threading.Event
     _active: int
@@ -29,6 +38,19 @@ class ModelState:
     def loaded(self) -> dict[str, int]:
         with self._cv:
             return {name: ctx for name, (ctx, _) in self._live_models().items()}
+
+    def default_context(self, model: str) -> int:
+        """The num_ctx a request without options.num_ctx gets for `model`."""
+        if self.default_num_ctx is not None:
+            return self.default_num_ctx
+        spec = self.models.get(full_name(model))
+        tier = vram_num_ctx(self.vram_gib)
+        return min(tier, spec.context_length) if spec is not None else tier
+
+    def _loaded_context(self, model: str) -> int | None:
+        with self._cv:
+            found = self._live_models().get(full_name(model))
+        return found[0] if found else None
 
     def _live_models(self) -> dict[str, tuple[int, datetime]]:
         now = datetime.now(UTC)
@@ -42,7 +64,7 @@ class ModelState:
                 self._loaded.pop(name, None)
             reason = "unload"
         else:
-            self._mark_loaded(job.model, int(job.options.get("num_ctx") or self.default_num_ctx), job.keep_alive)
+            self._mark_loaded(job.model, int(job.options.get("num_ctx") or self.default_context(job.model)), job.keep_alive)
             reason = "load"
         chunk = self._chunk(job, "", done=True)
         chunk["done_reason"] = reason

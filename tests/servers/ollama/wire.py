@@ -26,6 +26,14 @@ MESSAGE_OVERHEAD_TOKENS = 4
 ENGINE_DEFAULT_PREDICT = 512
 FOREVER = datetime(2318, 1, 1, tzinfo=UTC)
 GENERATION_PATHS = ("/api/chat", "/api/generate", "/v1/chat/completions")
+THINKING_TEXT = "The user wants a short answer. I will check the input once more, then answer."
+HARMONY_FAMILIES = ("gptoss", "gpt-oss")  # think takes a level; booleans are ignored (it always thinks)
+NOT_FOUND_PAGE = b"404 page not found"  # gin's answer for a route it does not have
+
+
+def vram_num_ctx(vram_gib: float) -> int:
+    """The default context since Ollama 0.15.5 when nothing sets one (A.7): by total VRAM."""
+    return 262144 if vram_gib >= 47 else 32768 if vram_gib >= 23 else 4096
 
 
 def estimate_tokens(text: str) -> int:
@@ -119,6 +127,11 @@ class ModelSpec:
     quantization: str = "Q4_K_M"
     size: int = 253_000_000
     capabilities: tuple[str, ...] = ("completion",)
+    rejects_think: bool = False  # any `think` field is a 400 (as some templates answer a level they lack)
+
+    @property
+    def thinks(self) -> bool:
+        return "thinking" in self.capabilities
 
     @property
     def digest(self) -> str:
@@ -158,6 +171,7 @@ class Result:
     load_ns: int
     started: float = field(default_factory=time.perf_counter)
     run_ns: int = 0  # measured model time (engine mode); 0: simulated durations
+    thinking: str = ""  # message.thinking: the trace a thinking model shows before its answer
 
 
 class HttpError(Exception):
