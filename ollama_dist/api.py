@@ -359,9 +359,11 @@ async def _dispatch(report: RunReport, routed: Sequence[Routed], run: _Run) -> N
                                 on_event=run.on_event, shadow_rate=run.shadow_rate, cloud_batch=run.cloud_batch,
                                 batch_poll_s=run.settings.cloud.batch_poll_s)
         report.outcomes = await dispatcher.run([(r.job, r.decision) for r in routed])
+        report.notes.extend(dispatcher.notes)
     except asyncio.CancelledError:
         report.interrupted, error = True, "interrupted"
         report.outcomes = list(dispatcher.finished) if dispatcher else []
+        report.notes.extend(dispatcher.notes if dispatcher else [])
         report.notes.append(f"interrupted: {len(report.outcomes)} of {len(routed)} job(s) finished; "
                             "a re-run reuses their answers")
         if run.on_interrupt is not None:

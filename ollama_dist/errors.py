@@ -6,6 +6,8 @@ not exceptions; these mean something broke or the input is unusable.
 
 from __future__ import annotations
 
+from typing import Any
+
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -27,6 +29,10 @@ class OllamaDistError(Exception):
         if self.hint:
             return f"{self.message}\n  hint: {self.hint}"
         return self.message
+
+    def as_json(self) -> dict[str, Any]:
+        """What `--json` prints (as `{"error": ...}`) when a command ends on this error."""
+        return {"type": type(self).__name__, "message": self.message, "hint": self.hint, "exit_code": self.exit_code}
 
 
 class InputError(OllamaDistError):
@@ -52,6 +58,9 @@ class InputError(OllamaDistError):
         if field:
             where = f"{where} field `{field}`" if where else f"field `{field}`"
         super().__init__(f"{where}: {message}" if where else message, hint=hint)
+
+    def as_json(self) -> dict[str, Any]:
+        return {**super().as_json(), "file": self.file, "line": self.line, "field": self.field}
 
 
 class ConfigError(InputError):
@@ -96,6 +105,9 @@ class BackendError(OllamaDistError):
     def __init__(self, message: str, *, hint: str | None = None, retry_after: float | None = None) -> None:
         super().__init__(message, hint=hint)
         self.retry_after = retry_after
+
+    def as_json(self) -> dict[str, Any]:
+        return {**super().as_json(), "reason": self.reason}
 
 
 class Unreachable(BackendError):

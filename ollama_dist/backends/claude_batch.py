@@ -9,6 +9,10 @@ Results come back in no particular order and are matched by `custom_id`. A batch
 take up to 24 hours; `max_wait_s` bounds the waiting (the batch keeps running on the
 server; `wait_for_batch` and `fetch_results` can pick it up again by id). Every
 succeeded item's usage has `service_tier == "batch"`: price it at the batch rate.
+
+An endpoint without the batches route (an Anthropic-compatible proxy that serves only
+`/v1/messages`) answers the create with 404 (or 405): that is `RouteMissing`, not a
+missing model, and the caller can send the same requests to the Messages API instead.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from ollama_dist.errors import (
     ModelMissing,
     Overloaded,
     RateLimited,
+    RouteMissing,
     Timeout,
 )
 
@@ -75,8 +80,9 @@ async def run_batch(
 
 
 async def submit_batch(backend: ClaudeBackend, items: Sequence[tuple[str, Request]]) -> str:
-    """Create the batch; returns its id. BadRequest for a bad or repeated custom_id."""
-    from anthropic import AnthropicError
+    """Create the batch; returns its id. BadRequest for a bad or repeated custom_id; RouteMissing
+    when the endpoint has no batches route."""
+    from anthropic import AnthropicError, APIStatusError
 
     seen: set[str] = set()
     for custom_id, _ in items:
@@ -86,6 +92,14 @@ async def submit_batch(backend: ClaudeBackend, items: Sequence[tuple[str, Reques
     requests = [batch_request(custom_id, backend.prepare(request)) for custom_id, request in items]
     try:
         batch = await backend.client().messages.batches.create(requests=requests)
+    except APIStatusError as exc:
+        if exc.status_code in (404, 405):  # batch items name their models; only the route can be missing here
+            where = str(backend.client().base_url).rstrip("/")
+            raise RouteMissing(
+                f"{where} has no Message Batches route (POST /v1/messages/batches answered {exc.status_code})",
+                hint="drop --cloud-batch for this endpoint, or point ANTHROPIC_BASE_URL at one that serves batches",
+            ) from exc
+        raise backend.translate(exc, model=items[0][1].model) from exc
     except AnthropicError as exc:
         raise backend.translate(exc, model=items[0][1].model) from exc
     return batch.id

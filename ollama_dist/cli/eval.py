@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 PLOT_EXTRA = "plot"  # pip install 'ollama-dist[plot]' brings matplotlib (PNG) and plotext (terminal)
 
-Source = Annotated[Path, typer.Argument(help="A CSV or JSONL file, a ledger (.db), or a folder of RouteLLM's evals.")]
+Source = Annotated[Path, typer.Argument(help="A CSV or JSONL file, a ledger (.db), or a folder of RouteLLM's evals.",
+                                        metavar="SOURCE")]
 FormatOpt = Annotated[str | None, typer.Option("--format", help="csv | jsonl | ledger | routellm (default: "
                                                                 "from the name).")]
 BenchmarkOpt = Annotated[str | None, typer.Option(help="For routellm: gsm8k | mmlu | mt_bench (default: the "

@@ -15,7 +15,7 @@ from ollama_dist.exits import handled
 if TYPE_CHECKING:
     from ollama_dist import api
 
-PathsArg = Annotated[list[Path], typer.Argument(help="Task files, or folders of them.")]
+PathsArg = Annotated[list[Path], typer.Argument(help="Task files, or folders of them.", metavar="PATH")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 RootOpt = Annotated[Path, typer.Option("--root", help="The run's root: inputs and outputs stay inside it.")]
 OutsideOpt = Annotated[bool, typer.Option("--allow-outside-root", help=(

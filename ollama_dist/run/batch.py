@@ -1,16 +1,18 @@
 """Cloud-routed jobs through the Message Batches API (`run --cloud-batch`): half price, answers within 24 h.
 
 Results are validated and recorded like any answer; a failed result is a failed job (nothing
-escalates further from a batch).
+escalates further from a batch). An endpoint without the batches route (a Messages-only proxy)
+gets the same jobs up their usual ladder, through the Messages API; one note says so.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ollama_dist.backends.base import Completion, Request
-from ollama_dist.errors import BackendError
+from ollama_dist.errors import BackendError, RouteMissing
 from ollama_dist.routing.router import Decision
 from ollama_dist.run.ladder import Tier, models_key, verdict_for
 from ollama_dist.run.outcome import Outcome
@@ -44,6 +46,12 @@ async def run_batched(dispatcher: Dispatcher, routed: Sequence[tuple[Job, Decisi
     try:
         results = dict(await run_batch(backend, [(cid, req) for cid, _, _, _, req in pending],
                                        first_poll_s=d.batch_poll_s))
+    except RouteMissing as exc:
+        d.notes.append(f"--cloud-batch: {exc.message}; its {len(pending)} job(s) went through the Messages API "
+                       "instead, at the standard price")
+        redone = await asyncio.gather(*(d.run_job(o.job, o.decision) for _, o, *_ in pending))
+        done = {id(old): new for (_, old, *_), new in zip(pending, redone)}
+        return [done.get(id(o), o) for o in outcomes]
     except BackendError as exc:
         results = {cid: exc for cid, *_ in pending}
     for cid, outcome, key, tier, _ in pending:

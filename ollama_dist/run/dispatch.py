@@ -90,14 +90,15 @@ class Dispatcher:
         self.batch_poll_s = batch_poll_s
         self.recorder = Recorder(ledger, prices, run, lambda job: self.models(job)[2])
         self.finished: list[Outcome] = []  # in the order they finished: an interrupted run's report
+        self.notes: list[str] = []  # said once for the run (the report's notes)
 
     async def run(self, routed: Sequence[tuple[Job, Decision]]) -> list[Outcome]:
         if not self.cloud_batch:
-            return list(await asyncio.gather(*(self._job(job, decision) for job, decision in routed)))
+            return list(await asyncio.gather(*(self.run_job(job, decision) for job, decision in routed)))
         batched = [i for i, (j, d) in enumerate(routed) if d.target == "cloud" and j.error is None]
         direct = [i for i in range(len(routed)) if i not in set(batched)]
         results = await asyncio.gather(
-            asyncio.gather(*(self._job(*routed[i]) for i in direct)),
+            asyncio.gather(*(self.run_job(*routed[i]) for i in direct)),
             run_batched(self, [routed[i] for i in batched]),
         )
         by_index = dict(zip(direct, results[0])) | dict(zip(batched, results[1]))
@@ -121,7 +122,8 @@ class Dispatcher:
             tiers.insert(0, Tier("local", self.lanes.local, local_model, LOCAL_ATTEMPTS))
         return tiers
 
-    async def _job(self, job: Job, decision: Decision) -> Outcome:
+    async def run_job(self, job: Job, decision: Decision) -> Outcome:
+        """One job up its ladder (also for batched jobs whose endpoint has no batches route)."""
         climb = _Climb(Outcome(job, decision), models_key(*self.models(job)))
         if job.error is not None:
             self._refuse(climb)

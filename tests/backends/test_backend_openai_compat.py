@@ -89,6 +89,80 @@ async def test_length_and_fenced_text_pass_through(fake_ollama: FakeOllama, clie
     assert (await b.complete(request(max_tokens=2))).stop_reason == "length"
 
 
+async def test_an_answer_at_max_tokens_is_cut_off_though_the_server_says_stop(
+    fake_ollama: FakeOllama, client: httpx.AsyncClient
+) -> None:
+    fake_ollama.script(['{"city": "Li'] * 2 + ['{"city": "Lisbon"}'])  # 3, 3 and 5 tokens
+    raw = await client.post(f"{fake_ollama.url}/v1/chat/completions", json={
+        "model": MODEL, "messages": [{"role": "user", "content": "Where?"}], "max_tokens": 3})
+    said = raw.json()
+    assert (said["choices"][0]["finish_reason"], said["usage"]["completion_tokens"]) == ("stop", 3)
+    b = OpenAICompatBackend(fake_ollama.url, client=client)
+    cut = await b.complete(request(schema=CITY_SCHEMA, max_tokens=3))
+    assert cut.output_tokens == 3 and cut.stop_reason == "length"
+    assert "taken as cut off" in cut.warnings[0]
+    whole = await b.complete(request(schema=CITY_SCHEMA, max_tokens=6))
+    assert (whole.output_tokens, whole.stop_reason, whole.warnings) == (5, "stop", ())
+
+
+def forms(fake: FakeOllama) -> list[str]:
+    return [body["response_format"]["type"] for body in fake.requests if "response_format" in body]
+
+
+async def test_a_json_object_only_server_gets_the_schema_its_way_from_then_on(
+    fake_ollama: FakeOllama, client: httpx.AsyncClient
+) -> None:
+    """llama_cpp.server's dialect: json_schema gets a 500 naming response_format; the backend sends the
+    same request once more as {"type": "json_object", "schema": ...} and keeps that form."""
+    fake_ollama.fault("json_object_only", times=None)
+    fake_ollama.script(['{"city": "Lisbon"}', '{"city": "Osaka"}'])
+    b = OpenAICompatBackend(fake_ollama.url, client=client)
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    first = await b.complete(request(schema=schema))
+    second = await b.complete(request(schema=schema))
+    assert (first.text, second.text) == ('{"city": "Lisbon"}', '{"city": "Osaka"}')
+    assert forms(fake_ollama) == ["json_schema", "json_object", "json_object"]
+    assert fake_ollama.requests[1]["response_format"] == {"type": "json_object", "schema": {**schema, "additionalProperties": False}}
+    assert b.schema_form == "json_object"
+    assert len(first.warnings) == 1 and "rejects response_format json_schema" in first.warnings[0]
+    assert second.warnings == ()
+    await b.complete(request(output_format="json"))  # no schema: still no response_format at all
+    assert "response_format" not in fake_ollama.requests[-1]
+
+
+async def test_a_json_schema_server_keeps_json_schema(fake_ollama: FakeOllama, client: httpx.AsyncClient) -> None:
+    b = OpenAICompatBackend(fake_ollama.url, client=client)
+    await b.complete(request(schema=CITY_SCHEMA))
+    assert b.schema_form == "json_schema"
+    fake_ollama.fault("json_object_only")  # learned: a later rejection is that request's own failure
+    with pytest.raises(BadResponse):
+        await b.complete(request(schema=CITY_SCHEMA))
+    assert forms(fake_ollama) == ["json_schema", "json_schema"]
+
+
+async def test_other_failures_are_not_retried_in_the_other_form(
+    fake_ollama: FakeOllama, client: httpx.AsyncClient
+) -> None:
+    b = OpenAICompatBackend(fake_ollama.url, client=client)
+    fake_ollama.fault("http_500")
+    with pytest.raises(BadResponse) as caught:
+        await b.complete(request(schema=CITY_SCHEMA))
+    assert "llama runner process has terminated" in caught.value.message
+    assert forms(fake_ollama) == ["json_schema"] and b.schema_form is None
+
+
+async def test_when_both_forms_fail_the_second_failure_is_reported(
+    fake_ollama: FakeOllama, client: httpx.AsyncClient
+) -> None:
+    b = OpenAICompatBackend(fake_ollama.url, client=client)
+    fake_ollama.fault("json_object_only")
+    fake_ollama.fault("http_500")
+    with pytest.raises(BadResponse) as caught:
+        await b.complete(request(schema=CITY_SCHEMA))
+    assert "llama runner process has terminated" in caught.value.message
+    assert forms(fake_ollama) == ["json_schema", "json_object"] and b.schema_form is None
+
+
 async def test_refused_is_unreachable(client: httpx.AsyncClient) -> None:
     with pytest.raises(Unreachable):
         await OpenAICompatBackend(refused_url(), client=client).complete(request())

@@ -18,7 +18,7 @@ from ollama_dist.backends.claude_batch import (
     submit_batch,
     wait_for_batch,
 )
-from ollama_dist.errors import AuthError, BackendError, BadRequest, ModelMissing, Timeout
+from ollama_dist.errors import AuthError, BackendError, BadRequest, ModelMissing, RouteMissing, Timeout
 from tests.servers.anthropic import AnthropicServer
 
 KEY = "sk-ant-test-SECRET-batch"
@@ -147,3 +147,17 @@ async def test_an_unknown_batch_id_is_a_bad_request(backend: ClaudeBackend) -> N
 async def test_empty_batch_makes_no_call(server: AnthropicServer, backend: ClaudeBackend) -> None:
     assert await run_batch(backend, [], sleep=Pauses()) == {}
     assert server.requests == []
+
+
+async def test_an_endpoint_without_the_batches_route_is_route_missing_not_model_missing() -> None:
+    with AnthropicServer(key=KEY, batches=False) as proxy:
+        claude = ClaudeBackend(api_key=KEY, base_url=proxy.url)
+        try:
+            with pytest.raises(RouteMissing) as caught:
+                await run_batch(claude, [("a", ask("1"))], sleep=Pauses())
+            assert (await claude.complete(ask("2"))).text  # the Messages API is there
+        finally:
+            await claude.aclose()
+    assert caught.value.reason == "route_missing"
+    assert "has no Message Batches route" in caught.value.message and "404" in caught.value.message
+    assert KEY not in str(caught.value)

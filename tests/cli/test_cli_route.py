@@ -44,7 +44,9 @@ def test_route_bad_input_exits_2_with_file_line_field_and_hint(tmp_path: Path) -
     result = runner.invoke(app, ["route", str(bad), "--json"])
     assert result.exit_code == 2
     assert f"{bad}:2" in result.stderr and "promt" in result.stderr and "did you mean `prompt`" in result.stderr
-    assert "Traceback" not in result.output and result.stdout == ""
+    assert "Traceback" not in result.output
+    error = json.loads(result.stdout)["error"]  # --json: the same error, for a script
+    assert (error["type"], error["file"], error["line"], error["exit_code"]) == ("InputError", str(bad), 2, 2)
 
 
 def test_route_the_shipped_examples(repo_root: Path) -> None:

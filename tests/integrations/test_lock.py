@@ -183,7 +183,8 @@ def test_live_run_holds_the_batch_and_a_killed_one_leaves_a_stale_lock(world: di
         second = runner.invoke(app, ["run", str(path), "--batch-id", "nightly", "--json"])
         assert second.exit_code == 75
         assert f"error: batch nightly is already running (pid {first.pid} since " in second.stderr
-        assert second.stdout == ""
+        error = json.loads(second.stdout)["error"]  # --json: the same error, for the script
+        assert (error["type"], error["exit_code"]) == ("LockedError", 75)
         assert len(ollama.requests) == 1 and world["claude"].requests == []  # it ran nothing
         assert len(batch_logs(home, "nightly")) == 1  # and left no log of its own
     finally:

@@ -75,7 +75,8 @@ def test_a_run_that_dies_is_recorded_as_died_and_says_so(world: dict[str, Any],
 
     monkeypatch.setattr(Dispatcher, "run", broken)
     code, data, err = run_json(str(rows_task(Path("t"), 1)))
-    assert code == 1 and data == {}
+    assert code == 1 and list(data) == ["error"]  # --json: only the error, no report
+    assert (data["error"]["type"], data["error"]["exit_code"]) == ("RunDied", 1)
     assert "stopped on an unexpected error: UnicodeEncodeError" in err and "Traceback" not in err
     db = sqlite3.connect(world["home"] / "ledger.db")
     ((exit_code, error, finished),) = db.execute("SELECT exit_code, error, finished_at FROM runs").fetchall()

@@ -76,9 +76,12 @@ class AnthropicServer(BatchRoutes):
             client = anthropic.AsyncAnthropic(api_key="test-key", base_url=server.url)
 
     Constructor: ``AnthropicServer(key="test-key", *, host="127.0.0.1", port=0,
-    models=DEFAULT_MODELS, latency=0.0, batch_polls=1, batch_seconds=None)``.
+    models=DEFAULT_MODELS, latency=0.0, batch_polls=1, batch_seconds=None, batches=True)``.
     ``batch_polls``: how many retrievals of a batch answer ``in_progress`` before it
     ends; ``batch_seconds``, when given, replaces that count with an age in seconds.
+    ``batches=False``: an Anthropic-compatible endpoint that serves the Messages API but
+    has no ``/v1/messages/batches`` route (a proxy): every batches call is a 404
+    ``not_found_error``, as any unknown route is (settable).
 
     Attributes: ``url`` (base URL without ``/v1``, as ``ANTHROPIC_BASE_URL`` wants),
     ``requests`` (a copy of every :class:`RecordedRequest` so far), ``latency``
@@ -116,6 +119,7 @@ class AnthropicServer(BatchRoutes):
         latency: float = 0.0,
         batch_polls: int = 1,
         batch_seconds: float | None = None,
+        batches: bool = True,
     ) -> None:
         self._key = key
         self._host = host
@@ -124,6 +128,7 @@ class AnthropicServer(BatchRoutes):
         self.latency = latency
         self.batch_polls = batch_polls
         self.batch_seconds = batch_seconds
+        self.batches = batches
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._requests: list[RecordedRequest] = []
@@ -251,7 +256,7 @@ class AnthropicServer(BatchRoutes):
         if method == "POST" and path == "/v1/messages/count_tokens":
             check_params(body, self._models, need_max_tokens=False)
             return self._json(200, {"input_tokens": input_tokens(body)})
-        if parts[:3] == ["v1", "messages", "batches"]:
+        if parts[:3] == ["v1", "messages", "batches"] and self.batches:
             return self._batch_route(method, parts[3:], body)
         raise ApiError(404, f"Not found: {method} {path}")
 

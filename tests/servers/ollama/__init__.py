@@ -53,7 +53,10 @@ Methods:
                       "midstream_error" streaming: one chunk then {"error": ...} in a 200;
                                  with "stream": false the real server's 500 + {"error"};
                       "busy"     503 with the exact queue-full body;
-                      "disconnect" close the connection without answering.
+                      "disconnect" close the connection without answering;
+                      "json_object_only" /v1 only: a response_format of type json_schema
+                                 gets llama_cpp.server's 500 (it takes {"type": "json_object",
+                                 "schema": ...}); other requests are answered.
     add_model(name, *, context_length=32768, family="gemma3", thinking=False, rejects_think=False)
                       serve one more model. `thinking`: it has the capability and, unless
                       the request says "think": false, puts a trace in message.thinking

@@ -18,7 +18,12 @@ from tests.servers.ollama.handler import (
 )
 from tests.servers.ollama.wire import MIDSTREAM_ERROR, RUNNER_CRASH, Job, full_name
 
-FaultKind = Literal["stall", "http_500", "not_json", "midstream_error", "busy", "disconnect"]
+FaultKind = Literal["stall", "http_500", "not_json", "midstream_error", "busy", "disconnect", "json_object_only"]
+
+# What llama-cpp-python's `python -m llama_cpp.server` (0.3.x) answers to OpenAI's json_schema form:
+# a 500 whose message is its request validation error (seen on the real server).
+JSON_OBJECT_ONLY = ("1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+                    "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}")
 
 
 @dataclass
@@ -57,6 +62,12 @@ class FaultInjection:
 
     def _apply_fault(self, h: Handler, job: Job, fault: Fault) -> bool:
         """Act out `fault`; True when the request is finished."""
+        if fault.kind == "json_object_only":
+            rf = job.body.get("response_format") if job.endpoint == "openai" else None
+            if not (isinstance(rf, dict) and rf.get("type") == "json_schema"):
+                return False
+            self._fail(h, job.endpoint, 500, JSON_OBJECT_ONLY)
+            return True
         if fault.kind == "stall":
             deadline = time.monotonic() + fault.seconds
             while time.monotonic() < deadline:
