@@ -11,14 +11,18 @@ escalation reasons and the rework signal use index lookups, days are one range
 query each. A million attempts are summarised in well under a second
 (`bench/status_bench.py`).
 
-Definitions (a job is one run_id + job_id with a final attempt):
-- local / cloud: jobs answered on that lane (cache hits by the lane that answered first).
-- escalated: jobs routed local whose final attempt ran on the cloud (cache hits aside);
-  escalation_rate = escalated / jobs routed local (cache hits aside).
+Definitions: jobs, lanes, escalations, cost, baseline and savings are those of
+`ollama_dist.ledger.tally` (the run summary folds its rows through the same `Tally.add`).
+Besides:
 - tokens_saved: input + output tokens of the jobs answered locally, which would
   otherwise have been sent to Claude (counted by the local tokenizer).
+- latency percentiles: the service time of answered or failed calls; wait percentiles:
+  the time calls queued for a slot of their lane (rows from before migration 0009 have none).
 - rework: jobs answered again (not from the cache) when a different run had answered
   the same task and input less than `rework_window_s` before: a follow-up signal.
+
+A ledger older than this version's schema that cannot be upgraded (a read-only file) is read
+as it is: the figures its rows cannot hold (waits, unanswered estimates) are zero or absent.
 """
 
 from __future__ import annotations
@@ -34,10 +38,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ollama_dist.errors import InputError
+from ollama_dist.ledger.tally import NO_LOCAL_BACKEND, CostlyJob, Tally
 from ollama_dist.report.figures import (
     REWORK_WINDOW_S,
     BreakerView,
-    Counts,
     Day,
     Opening,
     RouterStatus,
@@ -54,8 +58,10 @@ if TYPE_CHECKING:
 ScopeKind = Literal["session", "since", "all"]
 LANES = ("local", "cloud")
 TIMED = "outcome IN ('ok', 'invalid', 'error')"  # must read as migration 0003's partial index
+WAITED = "wait_s IS NOT NULL"  # must read as migration 0009's partial index
 TREND_DAYS = 7
 RECENT_OPENINGS = 5
+COSTLY_LISTED = 100
 _SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
 
@@ -157,6 +163,9 @@ def summarize(conn: sqlite3.Connection, scope: Scope, *, cooldown_s: float, now:
             escalation_reasons=escalation_reasons(conn, scope) if totals.escalated else {},
             p50_latency_s=percentiles(conn, scope, totals.timed, 0.50),
             p95_latency_s=percentiles(conn, scope, totals.timed, 0.95),
+            p50_wait_s=waits(conn, scope, 0.50),
+            p95_wait_s=waits(conn, scope, 0.95),
+            costly=costly_jobs(conn, scope) if totals.saved_usd < 0 else (),
             rework=pending_rework.result(),
             rework_window_s=rework_window_s,
             breaker=breaker_view(conn, scope, cooldown_s=cooldown_s, now=now),
@@ -205,18 +214,25 @@ class _Background:
         return rework(self.conn, self.scope, window_s=self.window_s)
 
 
-def task_counts(conn: sqlite3.Connection, scope: Scope) -> tuple[Counts, dict[str, Counts]]:
+def task_counts(conn: sqlite3.Connection, scope: Scope) -> tuple[Tally, dict[str, Tally]]:
     """One pass over the covering index `attempts_status`: a few hundred groups, folded here."""
     where, params = scope.where()
+    unanswered = column(conn, "unanswered_baseline_usd", "0")
     rows = conn.execute(
         "SELECT task, routed_to, lane, outcome, final, COUNT(*), TOTAL(cost_usd), TOTAL(baseline_cost_usd), "
-        f"TOTAL(input_tokens + output_tokens) FROM attempts WHERE {where} "
+        f"TOTAL({unanswered}), TOTAL(input_tokens + output_tokens) FROM attempts WHERE {where} "
         "GROUP BY task, routed_to, lane, outcome, final", params).fetchall()
-    totals, tasks = Counts(), dict[str, Counts]()
+    totals, tasks = Tally(), dict[str, Tally]()
     for task, *group in rows:
         totals.add(*group)
-        tasks.setdefault(task, Counts()).add(*group)
+        tasks.setdefault(task, Tally()).add(*group)
     return totals, tasks
+
+
+def column(conn: sqlite3.Connection, name: str, fallback: str) -> str:
+    """`name` where the attempts table has that column, else `fallback` (an older ledger read as it is)."""
+    present = any(row[1] == name for row in conn.execute("PRAGMA table_info(attempts)"))
+    return name if present else fallback
 
 
 def percentiles(conn: sqlite3.Connection, scope: Scope, counts: Mapping[str, int], q: float) -> dict[str, float]:
@@ -239,13 +255,47 @@ def percentiles(conn: sqlite3.Connection, scope: Scope, counts: Mapping[str, int
     return found
 
 
+def waits(conn: sqlite3.Connection, scope: Scope, q: float) -> dict[str, float]:
+    """Nearest-rank percentile `q` of the time calls queued for a slot, per lane, on the partial
+    index `attempts_wait` (rows from before migration 0009 have no wait and are left out)."""
+    if column(conn, "wait_s", "") == "":
+        return {}
+    where, params = scope.where()
+    counts = dict(conn.execute(f"SELECT lane, COUNT(*) FROM attempts{scope.index_hint()} WHERE {WAITED} "
+                               f"AND {where} GROUP BY lane", params).fetchall())
+    found: dict[str, float] = {}
+    for lane in LANES:
+        n = int(counts.get(lane, 0))
+        if not n:
+            continue
+        rank = max(1, math.ceil(q * n))
+        row = conn.execute(f"SELECT wait_s FROM attempts{scope.index_hint()} WHERE lane = ? AND {WAITED} "
+                           f"AND {where} ORDER BY wait_s LIMIT 1 OFFSET ?", (lane, *params, rank - 1)).fetchone()
+        if row is not None:
+            found[lane] = float(row[0])
+    return found
+
+
+def costly_jobs(conn: sqlite3.Connection, scope: Scope) -> tuple[CostlyJob, ...]:
+    """The jobs whose attempts cost more than the same work on Claude, the costliest first
+    (read only when the savings are negative: what made them so)."""
+    where, params = scope.where()
+    rows = conn.execute(
+        "SELECT run_id, job_id, TOTAL(baseline_cost_usd) - TOTAL(cost_usd) AS saved, "
+        "MAX(reason LIKE 'shadow%' AND cost_usd > 0) FROM attempts "
+        f"WHERE {where} GROUP BY run_id, job_id HAVING saved < -1e-12 ORDER BY saved LIMIT ?",
+        (*params, COSTLY_LISTED)).fetchall()
+    return tuple(CostlyJob(str(run), str(job), float(saved), bool(shadow)) for run, job, saved, shadow in rows)
+
+
 def escalation_reasons(conn: sqlite3.Connection, scope: Scope) -> dict[str, int]:
     """Why each escalated job left the local lane: the outcome of its last local attempt
-    (`invalid`, or the error / skip reason: unreachable, timeout, busy, breaker_open...)."""
+    (`invalid`, or the error / skip reason: unreachable, timeout, busy, breaker_open...), as
+    `ollama_dist.ledger.tally.escalation_reason` reads it from a run's rows."""
     where, params = scope.where("e")
     # ORDER BY keeps the subquery from being flattened (and the lookup from running twice).
     rows = conn.execute(
-        "SELECT COALESCE(why, 'no_local_attempt'), COUNT(*) FROM (SELECT ("
+        f"SELECT COALESCE(why, '{NO_LOCAL_BACKEND}'), COUNT(*) FROM (SELECT ("
         "  SELECT CASE WHEN l.outcome = 'invalid' THEN 'invalid' ELSE COALESCE(l.reason, l.outcome) END"
         "  FROM attempts AS l INDEXED BY attempts_left_local WHERE l.lane = 'local' AND l.outcome != 'ok'"
         "  AND l.run_id = e.run_id AND l.job_id = e.job_id ORDER BY l.attempt DESC LIMIT 1"
@@ -292,10 +342,11 @@ def days(conn: sqlite3.Connection, scope: Scope, *, last: int | None = None) -> 
     first, final = date.fromtimestamp(lo), date.fromtimestamp(hi)
     if last is not None:
         first = max(first, final - timedelta(days=last - 1))
+    unanswered = column(conn, "unanswered_baseline_usd", "0")
     sql = ("SELECT TOTAL(final), TOTAL(final AND routed_to = 'local' AND outcome != 'cache_hit'), "
            "TOTAL(final AND routed_to = 'local' AND lane = 'cloud' AND outcome != 'cache_hit'), "
            "TOTAL(final AND lane = 'local' AND outcome IN ('ok', 'cache_hit')), TOTAL(cost_usd), "
-           f"TOTAL(baseline_cost_usd) FROM attempts WHERE ts >= ? AND ts < ? AND {where}")
+           f"TOTAL(baseline_cost_usd + {unanswered}) FROM attempts WHERE ts >= ? AND ts < ? AND {where}")
     found: list[Day] = []
     day = first
     while day <= final:
