@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ollama_dist.ledger.tally import CostlyJob, Tally, rate as _rate
 
 if TYPE_CHECKING:
-    from ollama_dist.report.status import Scope
+    from ollama_dist.report.scope import Scope
 
 REWORK_WINDOW_S = 3600.0
 MIN_DAY_JOBS = 5  # a day with fewer local-routed jobs says nothing about a trend
