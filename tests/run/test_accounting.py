@@ -197,3 +197,23 @@ async def test_the_breaker_reads_service_time_never_the_wait(world: dict[str, An
     # the window holds the slow answer (a second) and the two errors, each counted as twice the
     # threshold (0.4 s) for failing; not as the second each of them waited for the slot
     assert breaker.typical_latency() == pytest.approx(0.4)
+
+
+def test_an_escalated_job_says_why_it_left_the_local_lane(world: dict[str, Any]) -> None:
+    world["ollama"].script(one_number)
+    path = task_file(Path("t"), count=2)
+    code, data, err = run_json(str(path))
+    assert code == 0, err
+    jobs = {j["job"]: j for j in data["jobs"]}
+    (escalated,) = [j for j in jobs.values() if j["escalated"]]
+    assert escalated["escalation_reason"] == "invalid" and escalated["reason"] is None
+    assert escalated["actual_model"] == "claude-haiku-5-5"
+    assert [(t["lane"], t["outcome"]) for t in escalated["tries"]] == [("local", "invalid"), ("local", "invalid"),
+                                                                        ("cloud", "ok")]
+    assert all(t["reason"] for t in escalated["tries"][:2])  # each invalid answer says what was wrong
+    (stayed,) = [j for j in jobs.values() if not j["escalated"]]
+    assert stayed["escalation_reason"] is None and stayed["actual_model"] == "gemma3:270m"
+    assert data["totals"]["escalation_reasons"] == {"invalid": 1}
+    Path("t/in2.txt").write_text("Our office moved to town number 1 again.\n")
+    _, out = table(str(path))
+    assert "escalated (invalid):" in out
