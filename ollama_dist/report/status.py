@@ -78,6 +78,7 @@ def summarize(conn: sqlite3.Connection, scope: Scope, *, cooldown_s: float, now:
     with _Background(conn, scope, rework_window_s) as pending_rework:
         totals, tasks = task_counts(conn, scope)
         all_days = days(conn, scope, last=None if by_day else TREND_DAYS)
+        wait_p50, wait_p95 = waits(conn, scope, (0.50, 0.95))
         status = RouterStatus(
             scope=scope,
             totals=totals,
@@ -85,8 +86,8 @@ def summarize(conn: sqlite3.Connection, scope: Scope, *, cooldown_s: float, now:
             escalation_reasons=escalation_reasons(conn, scope) if totals.escalated else {},
             p50_latency_s=percentiles(conn, scope, totals.timed, 0.50),
             p95_latency_s=percentiles(conn, scope, totals.timed, 0.95),
-            p50_wait_s=waits(conn, scope, 0.50),
-            p95_wait_s=waits(conn, scope, 0.95),
+            p50_wait_s=wait_p50,
+            p95_wait_s=wait_p95,
             costly=costly_jobs(conn, scope) if totals.saved_usd < 0 else (),
             rework=pending_rework.result(),
             rework_window_s=rework_window_s,
@@ -177,24 +178,28 @@ def percentiles(conn: sqlite3.Connection, scope: Scope, counts: Mapping[str, int
     return found
 
 
-def waits(conn: sqlite3.Connection, scope: Scope, q: float) -> dict[str, float]:
-    """Nearest-rank percentile `q` of the time calls queued for a slot, per lane, on the partial
-    index `attempts_wait` (rows from before migration 0009 have no wait and are left out)."""
+def waits(conn: sqlite3.Connection, scope: Scope, qs: tuple[float, ...]) -> list[dict[str, float]]:
+    """Nearest-rank percentiles `qs` of the time calls queued for a slot, per lane, walking the
+    partial index `attempts_wait` from whichever end is nearer (rows from before migration 0009
+    have no wait and are left out)."""
+    found: list[dict[str, float]] = [{} for _ in qs]
     if column(conn, "wait_s", "") == "":
-        return {}
+        return found
     where, params = scope.where()
     counts = dict(conn.execute(f"SELECT lane, COUNT(*) FROM attempts{scope.index_hint()} WHERE {WAITED} "
                                f"AND {where} GROUP BY lane", params).fetchall())
-    found: dict[str, float] = {}
     for lane in LANES:
         n = int(counts.get(lane, 0))
-        if not n:
-            continue
-        rank = max(1, math.ceil(q * n))
-        row = conn.execute(f"SELECT wait_s FROM attempts{scope.index_hint()} WHERE lane = ? AND {WAITED} "
-                           f"AND {where} ORDER BY wait_s LIMIT 1 OFFSET ?", (lane, *params, rank - 1)).fetchone()
-        if row is not None:
-            found[lane] = float(row[0])
+        for q, into in zip(qs, found):
+            if not n:
+                continue
+            rank = max(1, math.ceil(q * n))
+            order, offset = ("DESC", n - rank) if n - rank < rank - 1 else ("ASC", rank - 1)
+            row = conn.execute(f"SELECT wait_s FROM attempts{scope.index_hint()} WHERE lane = ? AND {WAITED} "
+                               f"AND {where} ORDER BY wait_s {order} LIMIT 1 OFFSET ?",
+                               (lane, *params, offset)).fetchone()
+            if row is not None:
+                into[lane] = float(row[0])
     return found
 
 
