@@ -46,10 +46,6 @@ class Outcome:
         """Why the job left the local lane (`ollama_dist.ledger.tally.escalation_reason`)."""
         return escalation_reason(self.attempts) if self.escalated else None
 
-    @property
-    def answered_locally(self) -> bool:
-        return self.status == "ok" and bool(self.attempts) and self.attempts[-1].lane == "local"
-
 
 @dataclass(frozen=True)
 class Event:
