@@ -83,7 +83,8 @@ def summary_table(report: RunReport) -> Table:
     table = Table(title="summary", show_header=False)
     table.add_column("what")
     table.add_column("value", justify="right", overflow="fold")
-    table.add_row("jobs", f"{t['jobs']} ({t['ok']} ok, {t['failed']} failed)")
+    table.add_row("jobs", f"{t['jobs']} ({t['ok']} ok, {t['failed']} failed"
+                  + (f", {t['handed_back']} handed back)" if t["handed_back"] else ")"))
     table.add_row("routed local / cloud", f"{t['routed_local']} / {t['routed_cloud']}")
     table.add_row("answered locally", f"{t['answered_local']} ({_share(tally.diversion_rate)})")
     table.add_row("escalated", escalated_words(tally, t["escalation_reasons"]))
@@ -303,7 +304,8 @@ def router_status_table(st: RouterStatus) -> Table:
     table = Table(title=f"router status: {st.scope.label}", show_header=False)
     table.add_column("what")
     table.add_column("value", overflow="fold")
-    table.add_row("jobs", f"{t.jobs:,} (local {t.local:,}, cloud {t.cloud:,}, failed {t.failed:,})")
+    table.add_row("jobs", f"{t.jobs:,} (local {t.local:,}, cloud {t.cloud:,}, failed {t.failed:,}"
+                  + (f", handed back {t.handed_back:,})" if t.handed_back else ")"))
     table.add_row("answered locally", _share(st.diversion_rate))
     table.add_row("escalated", escalated_words(t, st.escalation_reasons))
     table.add_row("cost / baseline (all on Claude)", f"{_money(t.cost_usd)} / {baseline_words(t)}")
