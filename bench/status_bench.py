@@ -54,7 +54,7 @@ def attempts(rows: int, runs: list[tuple[str, str, float]], seed: int = 0) -> It
     blank: list[object] = [None] * len(ATTEMPT_COLUMNS)
     for name, value in (("final", 0), ("input_tokens", 0), ("output_tokens", 0), ("cache_creation_tokens", 0),
                         ("cache_read_tokens", 0), ("latency_s", 0.0), ("cost_usd", 0.0),
-                        ("baseline_cost_usd", 0.0)):
+                        ("baseline_cost_usd", 0.0), ("tokens_estimated", 0), ("unanswered_baseline_usd", 0.0)):
         blank[index[name]] = value
     while made < rows:
         run += 1
@@ -79,6 +79,8 @@ def attempts(rows: int, runs: list[tuple[str, str, float]], seed: int = 0) -> It
                               model="gemma3:270m" if lane == "local" else "claude-haiku-5-5",
                               input_tokens=tokens_in if used else 0, output_tokens=tokens_out if used else 0,
                               latency_s=0.0 if not used else rnd.lognormvariate(0.5 if lane == "local" else 1.2, 0.5),
+                              wait_s=None if outcome == "cache_hit" else rnd.expovariate(2.0 if lane == "local"
+                                                                                           else 50.0),
                               cost_usd=cost, baseline_cost_usd=base_cost)
                 out = list(blank)
                 for key, value in values.items():

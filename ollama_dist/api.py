@@ -16,10 +16,12 @@ from ollama_dist.config import Settings, load_settings
 from ollama_dist.errors import EXIT_INTERRUPTED, EXIT_JOB_FAILED, EXIT_OK, InputError, OllamaDistError, RunDied
 from ollama_dist.ledger.pricing import PriceTable, Usage
 from ollama_dist.ledger.store import Ledger
+from ollama_dist.ledger.tally import Tally
 from ollama_dist.routing.router import Decision, Router, TaskHistory, estimate_tokens
 from ollama_dist.run.breaker import Breaker
 from ollama_dist.run.dispatch import Dispatcher, Event, Outcome, RunContext
 from ollama_dist.run.lanes import Lanes
+from ollama_dist.run.totals import job_json, rows, totals
 from ollama_dist.tasks.loader import load_jobs
 from ollama_dist.tasks.model import Job, TaskSource
 
@@ -82,22 +84,28 @@ class Estimate:
     input_tokens: int
     max_output_tokens: int
     cloud_cost_usd_at_most: float
+    baseline_usd: float = 0.0  # about what it costs on Claude: what a run counts for a job it cannot answer
 
     def as_json(self) -> dict[str, object]:
         return {**self.routed.as_json(), "estimate": {
             "input_tokens": self.input_tokens, "max_output_tokens": self.max_output_tokens,
-            "cloud_cost_usd_at_most": self.cloud_cost_usd_at_most}}
+            "cloud_cost_usd_at_most": self.cloud_cost_usd_at_most, "baseline_usd": self.baseline_usd}}
 
 
 def estimate(routed: Sequence[Routed], settings: Settings) -> list[Estimate]:
-    """`--dry-run`: token and cost estimates, with no model called."""
+    """`--dry-run`: token and cost estimates, with no model called. `baseline_usd` is the estimate
+    a run's baseline counts for a job that ends unanswered (none for one whose input is unreadable)."""
+    from ollama_dist.run.handback import estimated_tokens
+
     prices = PriceTable.load(settings.prices)
     out = []
     for r in routed:
         task = r.job.task
         tokens = estimate_tokens((task.system or "") + r.job.prompt)
         model = task.models.cloud or settings.models.cloud
-        out.append(Estimate(r, tokens, task.max_tokens, prices.cost(model, Usage(tokens, task.max_tokens))))
+        expected = 0.0 if r.job.error is not None else prices.cost(model, Usage(*estimated_tokens(r.job, None)))
+        out.append(Estimate(r, tokens, task.max_tokens, prices.cost(model, Usage(tokens, task.max_tokens)),
+                            expected))
     return out
 
 
@@ -112,6 +120,7 @@ class RunReport:
     interrupted: bool = False
     dry_run: bool = False
     notes: list[str] = field(default_factory=list)
+    unfinished: list[Outcome] = field(default_factory=list)  # begun by an interrupted run, never ended
 
     @property
     def exit_code(self) -> int:
@@ -120,36 +129,11 @@ class RunReport:
         return EXIT_OK if all(o.status in ("ok", "handed_back") for o in self.outcomes) else EXIT_JOB_FAILED
 
     def totals(self) -> dict[str, Any]:
-        attempts = [a for o in self.outcomes for a in o.attempts + o.shadow]
-        cost = sum(a.cost_usd for a in attempts)
-        # a handed-back job costs the caller about what it would have cost here: in the baseline
-        # (the whole run on Claude), never in the savings (what the local lane did)
-        handed = sum(o.handed_back["estimated_cost_usd"] for o in self.outcomes if o.handed_back)
-        baseline = sum(a.baseline_cost_usd for a in attempts)
-        escalations: dict[str, int] = {}
-        for o in self.outcomes:
-            reason = o.escalation_reason
-            if reason is not None:
-                escalations[reason] = escalations.get(reason, 0) + 1
-        return {
-            "jobs": len(self.outcomes),
-            "ok": sum(o.status == "ok" for o in self.outcomes),
-            "failed": sum(o.status == "failed" for o in self.outcomes),
-            "handed_back": sum(o.status == "handed_back" for o in self.outcomes),
-            "routed_local": sum(o.decision.target == "local" for o in self.outcomes),
-            "routed_cloud": sum(o.decision.target == "cloud" for o in self.outcomes),
-            "answered_local": sum(o.answered_locally for o in self.outcomes),
-            "escalated": sum(o.escalated for o in self.outcomes),
-            "escalation_reasons": escalations,
-            "cache_hits": sum(o.cache_hit for o in self.outcomes),
-            "input_tokens": sum(a.input_tokens for a in attempts),
-            "output_tokens": sum(a.output_tokens for a in attempts),
-            "cost_usd": round(cost, 6),
-            "handed_back_cost_usd_estimated": round(handed, 6),
-            "baseline_cost_usd": round(baseline + handed, 6),
-            "saved_usd": round(baseline - cost, 6),
-            "saved_pct": round(100 * (baseline - cost) / (baseline + handed), 1) if baseline + handed else 0.0,
-        }
+        return totals(self.outcomes, self.unfinished)
+
+    def tally(self) -> Tally:
+        """The run's figures as `router-status` defines them (`ollama_dist.ledger.tally`)."""
+        return Tally.of(rows([*self.outcomes, *self.unfinished]))
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -161,31 +145,6 @@ class RunReport:
             "totals": self.totals(),
             "notes": self.notes,
         }
-
-
-def job_json(o: Outcome) -> dict[str, Any]:
-    return {
-        "task": o.job.task.name,
-        "job": o.job.id,
-        "routed_to": o.decision.target,
-        "actual_model": o.actual_model,
-        "answered_on": o.answered_on,
-        "status": o.status,
-        "attempts": len(o.attempts),
-        "escalated": o.escalated,
-        "cache_hit": o.cache_hit,
-        "kept_edit": o.kept_edit,
-        "reason": o.reason,
-        "output": o.output_path,
-        "value": o.value,
-        "input_tokens": sum(a.input_tokens for a in o.attempts),
-        "output_tokens": sum(a.output_tokens for a in o.attempts),
-        "thinking_tokens": sum(a.thinking_tokens for a in o.attempts),
-        "cost_usd": round(sum(a.cost_usd for a in o.attempts), 8),
-        "baseline_cost_usd": round(sum(a.baseline_cost_usd for a in o.attempts), 8),
-        "shadow": [{"model": a.model, "outcome": a.outcome, "cost_usd": round(a.cost_usd, 8)} for a in o.shadow],
-        **({"handed_back": o.handed_back} if o.handed_back is not None else {}),
-    }
 
 
 def new_run_id() -> str:
@@ -364,6 +323,7 @@ async def _dispatch(report: RunReport, routed: Sequence[Routed], run: _Run) -> N
         report.interrupted, error = True, "interrupted"
         report.outcomes = list(dispatcher.finished) if dispatcher else []
         report.notes.extend(dispatcher.notes if dispatcher else [])
+        report.unfinished = dispatcher.unfinished() if dispatcher else []
         report.notes.append(f"interrupted: {len(report.outcomes)} of {len(routed)} job(s) finished; "
                             "a re-run reuses their answers")
         if run.on_interrupt is not None:
@@ -371,6 +331,7 @@ async def _dispatch(report: RunReport, routed: Sequence[Routed], run: _Run) -> N
         raise
     except Exception as exc:
         report.outcomes = list(dispatcher.finished) if dispatcher else []
+        report.unfinished = dispatcher.unfinished() if dispatcher else []
         code = exc.exit_code if isinstance(exc, OllamaDistError) else EXIT_JOB_FAILED
         error = f"died: {type(exc).__name__}"  # the kind only: a message may quote prompts or answers
         if isinstance(exc, OllamaDistError):

@@ -110,6 +110,23 @@ MIGRATIONS: list[tuple[str, str]] = [
             created_at       REAL NOT NULL
         );
     """),
+    # honest accounting (issue 12 points 7-8, issue 15): `wait_s`, the time an attempt queued for
+    # a lane's slot, apart from `latency_s`, from now on the service time alone (NULL: an older row,
+    # whose latency may include the wait); `unanswered_baseline_usd`, on the final row of a job that
+    # ended unanswered with no cloud tokens to price, the estimate of what Claude would have charged
+    # for it: in the whole run's baseline, never in the savings. The status indexes are rebuilt to
+    # cover the new column; the wait has a partial index of its own for its percentiles.
+    ("0009_wait_and_unanswered_baseline", """
+        ALTER TABLE attempts ADD COLUMN wait_s REAL;
+        ALTER TABLE attempts ADD COLUMN unanswered_baseline_usd REAL NOT NULL DEFAULT 0;
+        DROP INDEX attempts_status;
+        CREATE INDEX attempts_status ON attempts (task, routed_to, lane, outcome, final, ts, cost_usd,
+            baseline_cost_usd, unanswered_baseline_usd, input_tokens, output_tokens);
+        DROP INDEX attempts_daily;
+        CREATE INDEX attempts_daily ON attempts (ts, final, routed_to, lane, outcome, cost_usd, baseline_cost_usd,
+            unanswered_baseline_usd);
+        CREATE INDEX attempts_wait ON attempts (lane, wait_s, ts) WHERE wait_s IS NOT NULL;
+    """),
     # of an attempt's output tokens, how many were the model's reasoning trace (a thinking model's
     # message.thinking; Ollama counts it in eval_count without saying how much it was)
     ("0011_attempts_thinking_tokens", """

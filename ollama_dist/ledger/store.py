@@ -68,6 +68,8 @@ class Attempt:
     ts: float = 0.0
     reported_cost_usd: float | None = None  # what the backend said it cost (Claude Code's estimate)
     tokens_estimated: bool = False  # a handed-back job: its tokens are an estimate
+    wait_s: float | None = None  # queued for the lane's slot before the call; latency_s is the service time
+    unanswered_baseline_usd: float = 0.0  # a job that ended unanswered: its all-Claude estimate (final row)
     thinking_tokens: int = 0  # of output_tokens, the reasoning trace (an estimate where not reported)
 
 
@@ -149,6 +151,8 @@ class Ledger:
             self._db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
             self._open(time.monotonic() + timeout_s)
         except (sqlite3.Error, OSError) as exc:
+            if read_only and self._read_as_it_is(timeout_s, exc):
+                return
             raise ledger_error(path, "open", exc) from exc
 
     # ------------------------------------------------------------------ schema
@@ -167,6 +171,24 @@ class Ledger:
         self._db.close()
         self.read_only = False
         return False
+
+    def _read_as_it_is(self, timeout_s: float, exc: Exception) -> bool:
+        """A reader of an older ledger that it may not upgrade (a read-only file or folder) reads it
+        as it is: the columns added since are missing, and readers fall back where they use them."""
+        text = str(exc).lower()
+        if not any(word in text for word in ("readonly", "read-only", "permission", "unable to open")):
+            return False
+        writer = getattr(self, "_db", None)
+        if writer is not None:
+            writer.close()
+        if not self.path.is_file():
+            return False
+        try:
+            self._db = open_reader(self.path, timeout_s=timeout_s)
+        except sqlite3.Error:
+            return False
+        self.read_only = True
+        return True
 
     def _open(self, deadline: float) -> None:
         """WAL mode and the migrations. Switching a new file to WAL takes an exclusive lock that
@@ -238,8 +260,11 @@ class Ledger:
                           (row[c] for c in ATTEMPT_COLUMNS))
         return int(cur.lastrowid or 0)
 
-    def mark_final(self, row_id: int) -> None:
-        self._write("UPDATE attempts SET final = 1 WHERE id = ?", (row_id,))
+    def mark_final(self, row_id: int, unanswered_baseline_usd: float = 0.0) -> None:
+        """The job ended on this row; `unanswered_baseline_usd` is its all-Claude estimate when it ended
+        unanswered with no cloud tokens to price (see `ollama_dist.ledger.tally`)."""
+        self._write("UPDATE attempts SET final = 1, unanswered_baseline_usd = ? WHERE id = ?",
+                    (unanswered_baseline_usd, row_id))
 
     def breaker_event(self, run_id: str, ts: float, state: str, reason: str) -> None:
         self._write("INSERT INTO breaker_events (run_id, ts, state, reason) VALUES (?, ?, ?, ?)",

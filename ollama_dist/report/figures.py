@@ -1,5 +1,9 @@
 """The figures `router-status` reports, as values (RouterStatus and its parts, each
-with its JSON form), and what they say in words (``warnings``).
+with its JSON form), and what they say in words (``warnings``; the escalation, baseline and
+savings lines, which the run summary shares).
+
+The counts themselves are `ollama_dist.ledger.tally.Tally`: one definition for a run and for
+router-status.
 
 No SQL here: ``status`` reads the ledger and builds these.
 """
@@ -10,66 +14,18 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-if TYPE_CHECKING:
-    from ollama_dist.report.status import Scope
+from ollama_dist.ledger.tally import CostlyJob, Tally, rate as _rate
 
-ANSWERED = ("ok", "cache_hit")
+if TYPE_CHECKING:
+    from ollama_dist.report.scope import Scope
+
 REWORK_WINDOW_S = 3600.0
 MIN_DAY_JOBS = 5  # a day with fewer local-routed jobs says nothing about a trend
 MIN_TASK_SAMPLES = 5
+COSTLY_SHOWN = 5  # jobs named when savings are negative
 
 
 # ----------------------------------------------------------------------------- figures
-
-
-@dataclass
-class Counts:
-    """Job and attempt counts of one task (or of all of them)."""
-
-    jobs: int = 0
-    local: int = 0
-    cloud: int = 0
-    failed: int = 0
-    escalated: int = 0
-    routed_local: int = 0
-    routed_cloud: int = 0
-    cache_hits: int = 0
-    local_answers: int = 0
-    local_invalid: int = 0
-    cost_usd: float = 0.0
-    baseline_cost_usd: float = 0.0
-    tokens_saved: int = 0
-    timed: dict[str, int] = field(default_factory=dict)
-
-    def add(self, routed_to: str, lane: str, outcome: str, final: int, n: int, cost: float, baseline: float,
-            tokens: float) -> None:
-        self.cost_usd += cost
-        self.baseline_cost_usd += baseline
-        if outcome in ("ok", "invalid", "error"):
-            self.timed[lane] = self.timed.get(lane, 0) + n
-        if lane == "local" and outcome in ("ok", "invalid"):
-            self.local_answers += n
-            self.local_invalid += n if outcome == "invalid" else 0
-        if not final:
-            return
-        self.jobs += n
-        if outcome in ANSWERED:
-            if lane == "local":
-                self.local += n
-            else:
-                self.cloud += n
-        else:
-            self.failed += n
-        if outcome == "cache_hit":
-            self.cache_hits += n
-            return
-        if routed_to == "local":
-            self.routed_local += n
-            self.escalated += n if lane == "cloud" else 0
-        else:
-            self.routed_cloud += n
-        if outcome == "ok" and lane == "local":
-            self.tokens_saved += int(tokens)
 
 
 @dataclass(frozen=True)
@@ -121,8 +77,8 @@ class BreakerView:
 @dataclass(frozen=True)
 class RouterStatus:
     scope: Scope
-    totals: Counts
-    tasks: dict[str, Counts]
+    totals: Tally
+    tasks: dict[str, Tally]
     escalation_reasons: dict[str, int]
     p50_latency_s: dict[str, float]
     p95_latency_s: dict[str, float]
@@ -132,23 +88,25 @@ class RouterStatus:
     days: tuple[Day, ...] = ()
     warnings: tuple[str, ...] = ()
     ledger_found: bool = True
+    p50_wait_s: dict[str, float] = field(default_factory=dict)  # queued for a slot (the queue signal)
+    p95_wait_s: dict[str, float] = field(default_factory=dict)
+    costly: tuple[CostlyJob, ...] = ()  # named when the savings are negative
 
     @property
     def diversion_rate(self) -> float:
-        return _rate(self.totals.local, self.totals.jobs)
+        return self.totals.diversion_rate
 
     @property
     def escalation_rate(self) -> float:
-        return _rate(self.totals.escalated, self.totals.routed_local)
+        return self.totals.escalation_rate
 
     @property
     def savings_usd(self) -> float:
-        return self.totals.baseline_cost_usd - self.totals.cost_usd
+        return self.totals.saved_usd
 
     @property
     def savings_pct(self) -> float:
-        base = self.totals.baseline_cost_usd
-        return 100 * self.savings_usd / base if base else 0.0
+        return self.totals.saved_pct
 
     @property
     def cost_per_job_usd(self) -> float:
@@ -163,6 +121,7 @@ class RouterStatus:
             "local": t.local,
             "cloud": t.cloud,
             "failed": t.failed,
+            "handed_back": t.handed_back,
             "escalated": t.escalated,
             "routed_local": t.routed_local,
             "routed_cloud": t.routed_cloud,
@@ -170,13 +129,18 @@ class RouterStatus:
             "escalation_rate": round(self.escalation_rate, 4),
             "escalation_reasons": dict(sorted(self.escalation_reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
             "cost_usd": round(t.cost_usd, 6),
-            "baseline_cost_usd": round(t.baseline_cost_usd, 6),
+            "baseline_cost_usd": round(t.baseline_all_usd, 6),
+            "answered_baseline_usd": round(t.baseline_cost_usd, 6),
+            "unanswered_baseline_usd": round(t.unanswered_baseline_usd, 6),
             "savings_usd": round(self.savings_usd, 6),
             "savings_pct": round(self.savings_pct, 1),
             "cost_per_job_usd": round(self.cost_per_job_usd, 6),
             "tokens_saved": t.tokens_saved,
             "p50_latency_s": {k: round(v, 3) for k, v in self.p50_latency_s.items()},
             "p95_latency_s": {k: round(v, 3) for k, v in self.p95_latency_s.items()},
+            "p50_wait_s": {k: round(v, 3) for k, v in self.p50_wait_s.items()},
+            "p95_wait_s": {k: round(v, 3) for k, v in self.p95_wait_s.items()},
+            "cost_more_than_claude": [c.as_json() for c in self.costly],
             "cache_hits": t.cache_hits,
             "rework": {"jobs": self.rework, "rate": round(_rate(self.rework, t.jobs), 4),
                        "window_s": self.rework_window_s},
@@ -187,7 +151,7 @@ class RouterStatus:
 
 
 def empty_status(scope: Scope, *, cooldown_s: float, ledger_found: bool) -> RouterStatus:
-    return RouterStatus(scope, Counts(), {}, {}, {}, {}, 0, REWORK_WINDOW_S,
+    return RouterStatus(scope, Tally(), {}, {}, {}, {}, 0, REWORK_WINDOW_S,
                         BreakerView("closed", 0, (), cooldown_s), ledger_found=ledger_found)
 
 
@@ -240,11 +204,49 @@ def _rising(recent: tuple[Day, ...]) -> tuple[float, float, int] | None:
     return None
 
 
+# ----------------------------------------------------------------------------- words
+
+
+def escalated_words(t: Tally, reasons: dict[str, int]) -> str:
+    """The escalation line, the same in the run summary and router-status."""
+    text = f"{t.escalated:,} of {t.routed_local:,} routed local ({100 * t.escalation_rate:.1f}%)"
+    if t.cache_hits:
+        text += f", {t.cache_hits:,} from the cache aside"
+    shown = ", ".join(f"{k} {v:,}" for k, v in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+    return text + (f": {shown}" if shown else "")
+
+
+def baseline_words(t: Tally) -> str:
+    """What the whole run would have cost on Claude, and how much of it is an estimate."""
+    text = money(t.baseline_all_usd)
+    unanswered = t.failed + t.handed_back
+    if t.unanswered_baseline_usd and unanswered:
+        text += f" ({money(t.unanswered_baseline_usd)} of it estimated for {unanswered:,} job(s) not answered)"
+    return text
+
+
+def saved_words(t: Tally, costly: tuple[CostlyJob, ...] | list[CostlyJob] = ()) -> str:
+    """Saved on what was answered, never on what failed; the jobs that cost more, when that made it negative."""
+    if not t.answered:
+        text = "nothing: no job was answered"
+    else:
+        text = f"{money(t.saved_usd)} ({t.saved_pct:.1f}%) on the {t.answered:,} answered job(s)"
+    left = [f"{n:,} {what}" for n, what in ((t.failed, "failed"), (t.handed_back, "handed back")) if n]
+    if left:
+        text += f"; {', '.join(left)} of {t.jobs:,}: not counted"
+    if t.saved_usd < 0 and costly:
+        named = ", ".join(f"{c.job_id} ({c.cause}, {money(c.saved_usd)})" for c in costly[:COSTLY_SHOWN])
+        more = f" and {len(costly) - COSTLY_SHOWN} more" if len(costly) > COSTLY_SHOWN else ""
+        text += f"; cost more than on Claude: {named}{more}"
+    return text
+
+
+def money(x: float) -> str:
+    sign = "-" if x < 0 else ""
+    return f"{sign}${abs(x):,.4f}" if abs(x) < 1 else f"{sign}${abs(x):,.2f}"
+
+
 # ----------------------------------------------------------------------------- helpers
-
-
-def _rate(part: int, whole: int) -> float:
-    return part / whole if whole else 0.0
 
 
 def _iso(ts: float) -> str:

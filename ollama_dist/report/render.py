@@ -11,7 +11,9 @@ from rich.table import Table
 from rich.text import Text
 
 from ollama_dist.api import Estimate, Routed, RunReport
+from ollama_dist.report.figures import baseline_words, escalated_words, saved_words
 from ollama_dist.run.dispatch import Event
+from ollama_dist.run.totals import costly_jobs
 
 if TYPE_CHECKING:
     from ollama_dist.evals.calibrate import Calibration, Setting
@@ -70,28 +72,30 @@ def jobs_table(report: RunReport) -> Table:
         status = Text(shown, style="green" if o.status == "ok" else "red")
         detail = o.output_path or (o.reason or "")
         answering = o.answering
-        by = Text(answering.model if answering else o.actual_model or "-")
+        by = Text(answering.model if answering else o.actual_model or "not answered")
         if o.answered_on:
             by.append(f"\non {o.answered_on}", style="dim")  # which tier and host, not only the model
+        if o.escalation_reason:
+            detail = f"escalated ({o.escalation_reason}): {detail}"
         table.add_row(o.job.id, o.decision.target, by, status, str(len(o.attempts)), detail[:300])
     return table
 
 
 def summary_table(report: RunReport) -> Table:
-    t = report.totals()
+    t, tally = report.totals(), report.tally()
     table = Table(title="summary", show_header=False)
     table.add_column("what")
-    table.add_column("value", justify="right")
-    table.add_row("jobs", f"{t['jobs']} ({t['ok']} ok, {t['failed']} failed)")
+    table.add_column("value", justify="right", overflow="fold")
+    table.add_row("jobs", f"{t['jobs']} ({t['ok']} ok, {t['failed']} failed"
+                  + (f", {t['handed_back']} handed back)" if t["handed_back"] else ")"))
     table.add_row("routed local / cloud", f"{t['routed_local']} / {t['routed_cloud']}")
-    table.add_row("answered locally", str(t["answered_local"]))
-    reasons = ", ".join(f"{k} {v}" for k, v in sorted(t["escalation_reasons"].items())) or "none"
-    table.add_row("escalated", f"{t['escalated']} ({reasons})")
+    table.add_row("answered locally", f"{t['answered_local']} ({_share(tally.diversion_rate)})")
+    table.add_row("escalated", escalated_words(tally, t["escalation_reasons"]))
     table.add_row("cache hits", str(t["cache_hits"]))
     table.add_row("tokens in / out", f"{t['input_tokens']:,} / {t['output_tokens']:,}")
     table.add_row("cost", _money(t["cost_usd"]))
-    table.add_row("baseline (all on Claude)", _money(t["baseline_cost_usd"]))
-    table.add_row("saved", f"{_money(t['saved_usd'])} ({t['saved_pct']:.1f}%)")
+    table.add_row("baseline (all on Claude)", baseline_words(tally))
+    table.add_row("saved", saved_words(tally, costly_jobs(report.outcomes)))
     return table
 
 
@@ -106,7 +110,8 @@ def dry_run_table(estimates: Sequence[Estimate]) -> Table:
         table.add_row(e.routed.job.id, e.routed.decision.target, f"{e.input_tokens:,}", f"{e.max_output_tokens:,}",
                       _money(e.cloud_cost_usd_at_most))
     total = sum(e.cloud_cost_usd_at_most for e in estimates)
-    table.caption = f"if every job went to Claude: at most {_money(total)}"
+    expected = sum(e.baseline_usd for e in estimates)
+    table.caption = f"if every job went to Claude: at most {_money(total)}, about {_money(expected)} (the baseline)"
     return table
 
 
@@ -302,20 +307,21 @@ def router_status_table(st: RouterStatus) -> Table:
     table = Table(title=f"router status: {st.scope.label}", show_header=False)
     table.add_column("what")
     table.add_column("value", overflow="fold")
-    table.add_row("jobs", f"{t.jobs:,} (local {t.local:,}, cloud {t.cloud:,}, failed {t.failed:,})")
+    table.add_row("jobs", f"{t.jobs:,} (local {t.local:,}, cloud {t.cloud:,}, failed {t.failed:,}"
+                  + (f", handed back {t.handed_back:,})" if t.handed_back else ")"))
     table.add_row("answered locally", _share(st.diversion_rate))
-    reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(st.escalation_reasons.items(), key=lambda kv: -kv[1]))
-    table.add_row("escalated", f"{t.escalated:,} of {t.routed_local:,} routed local ({_share(st.escalation_rate)})"
-                  + (f": {reasons}" if reasons else ""))
-    table.add_row("cost / baseline (all on Claude)", f"{_money(t.cost_usd)} / {_money(t.baseline_cost_usd)}")
-    saved = Text(f"{_money(st.savings_usd)} ({st.savings_pct:.1f}%)", style="green" if st.savings_usd >= 0 else "red")
-    table.add_row("saved", saved)
+    table.add_row("escalated", escalated_words(t, st.escalation_reasons))
+    table.add_row("cost / baseline (all on Claude)", f"{_money(t.cost_usd)} / {baseline_words(t)}")
+    table.add_row("saved", Text(saved_words(t, st.costly), style="green" if st.savings_usd >= 0 else "red"))
     table.add_row("cost per job", _money(st.cost_per_job_usd))
     table.add_row("tokens kept off the cloud", f"{t.tokens_saved:,}")
     for lane in ("local", "cloud"):
         if lane in st.p95_latency_s:
             table.add_row(f"latency {lane} p50 / p95",
                           f"{st.p50_latency_s.get(lane, 0.0):.2f} s / {st.p95_latency_s[lane]:.2f} s")
+        if lane in st.p95_wait_s:
+            table.add_row(f"queued for a {lane} slot p50 / p95",
+                          f"{st.p50_wait_s.get(lane, 0.0):.2f} s / {st.p95_wait_s[lane]:.2f} s")
     table.add_row("cache hits", f"{t.cache_hits:,}")
     table.add_row(f"re-run within {st.rework_window_s / 3600:g} h (rework)",
                   f"{st.rework:,} ({_share(st.rework / t.jobs if t.jobs else 0.0)})")

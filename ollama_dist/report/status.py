@@ -11,38 +11,44 @@ escalation reasons and the rework signal use index lookups, days are one range
 query each. A million attempts are summarised in well under a second
 (`bench/status_bench.py`).
 
-Definitions (a job is one run_id + job_id with a final attempt):
-- local / cloud: jobs answered on that lane (cache hits by the lane that answered first).
-- escalated: jobs routed local whose final attempt ran on the cloud (cache hits aside);
-  escalation_rate = escalated / jobs routed local (cache hits aside).
+Definitions: jobs, lanes, escalations, cost, baseline and savings are those of
+`ollama_dist.ledger.tally` (the run summary folds its rows through the same `Tally.add`).
+Besides:
 - tokens_saved: input + output tokens of the jobs answered locally, which would
   otherwise have been sent to Claude (counted by the local tokenizer).
+- latency percentiles: the service time of answered or failed calls; wait percentiles:
+  the time calls queued for a slot of their lane (rows from before migration 0009 have none).
 - rework: jobs answered again (not from the cache) when a different run had answered
   the same task and input less than `rework_window_s` before: a follow-up signal.
+
+A ledger older than this version's schema that cannot be upgraded (a read-only file) is read
+as it is: the figures its rows cannot hold (waits, unanswered estimates) are zero or absent.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from ollama_dist.errors import InputError
+from ollama_dist.ledger.tally import NO_LOCAL_BACKEND, CostlyJob, Tally
 from ollama_dist.report.figures import (
     REWORK_WINDOW_S,
     BreakerView,
-    Counts,
     Day,
     Opening,
     RouterStatus,
     empty_status,
     warnings,
+)
+from ollama_dist.report.scope import (
+    Scope,
+    parse_since as parse_since,  # re-exported: tests, bench
+    resolve_scope,
 )
 
 if TYPE_CHECKING:
@@ -51,90 +57,12 @@ if TYPE_CHECKING:
 
     from ollama_dist.config import Settings
 
-ScopeKind = Literal["session", "since", "all"]
 LANES = ("local", "cloud")
 TIMED = "outcome IN ('ok', 'invalid', 'error')"  # must read as migration 0003's partial index
+WAITED = "wait_s IS NOT NULL"  # must read as migration 0009's partial index
 TREND_DAYS = 7
 RECENT_OPENINGS = 5
-_SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
-
-
-# ----------------------------------------------------------------------------- scope
-
-
-@dataclass(frozen=True)
-class Scope:
-    kind: ScopeKind
-    session: str | None = None
-    since: float | None = None
-    label: str = ""
-
-    def where(self, alias: str = "") -> tuple[str, tuple[object, ...]]:
-        """The SQL condition (and its parameters) that keeps this scope's attempts."""
-        col = f"{alias}." if alias else ""
-        if self.kind == "session":
-            return f"{col}session = ?", (self.session,)
-        if self.kind == "since":
-            return f"{col}ts >= ?", (self.since,)
-        return "1", ()
-
-    def index_hint(self) -> str:
-        """A session's rows are few: read them through the session index, never by walking
-        a whole lane of the latency index (the planner has no statistics to know that)."""
-        return " INDEXED BY attempts_session" if self.kind == "session" else ""
-
-    def as_json(self) -> dict[str, object]:
-        since = datetime.fromtimestamp(self.since).isoformat(timespec="seconds") if self.since else None
-        return {"kind": self.kind, "session": self.session, "since": since, "label": self.label}
-
-
-def parse_since(text: str, now: float) -> float:
-    """`7d`, `12h`, `30m`, `2w`, `90s` before `now`, or a local date/time (`2026-11-01`)."""
-    match = _SINCE.match(text)
-    if match:
-        since = now - float(match.group(1)) * _UNIT_S[match.group(2)]
-        try:
-            datetime.fromtimestamp(since)  # a date this platform can show
-        except (OverflowError, OSError, ValueError):
-            raise InputError(f"--since {text.strip()} reaches back past any date",
-                             hint="give a shorter span (or --all for the whole ledger)") from None
-        return since
-    try:
-        return datetime.fromisoformat(text.strip()).timestamp()
-    except (ValueError, OverflowError, OSError):
-        raise InputError(f"cannot read --since {text!r}",
-                         hint="use a duration like 7d, 12h, 30m, 2w or a date like 2026-11-01") from None
-
-
-def resolve_scope(conn: sqlite3.Connection | None, *, session: str | None = None, since: str | None = None,
-                  all_: bool = False, env: Mapping[str, str] | None = None, now: float | None = None) -> Scope:
-    """The attempts to summarise: one explicit choice, else the current session
-    (OLLAMA_DIST_SESSION, CLAUDE_CODE_SESSION_ID), else the latest run's session."""
-    chosen = [name for name, value in (("--session", session), ("--since", since), ("--all", all_)) if value]
-    if len(chosen) > 1:
-        raise InputError(f"{' and '.join(chosen)} exclude each other", hint="pick one scope")
-    env = os.environ if env is None else env
-    now = time.time() if now is None else now
-    if all_:
-        return Scope("all", label="all sessions")
-    if since:
-        return Scope("since", since=parse_since(since, now), label=f"since {since}")
-    if session:
-        return Scope("session", session=session, label=f"session {session}")
-    current = env.get("OLLAMA_DIST_SESSION") or env.get("CLAUDE_CODE_SESSION_ID")
-    if current:
-        return Scope("session", session=current, label=f"current session {current}")
-    latest = _latest_session(conn) if conn is not None else None
-    label = f"latest session {latest}" if latest else "the latest session (none yet)"
-    return Scope("session", session=latest, label=label)
-
-
-def _latest_session(conn: sqlite3.Connection) -> str | None:
-    row = conn.execute("SELECT session FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()
-    if row is None:
-        row = conn.execute("SELECT session FROM attempts ORDER BY ts DESC LIMIT 1").fetchone()
-    return str(row[0]) if row else None
+COSTLY_LISTED = 100
 
 
 # ----------------------------------------------------------------------------- figures
@@ -150,6 +78,7 @@ def summarize(conn: sqlite3.Connection, scope: Scope, *, cooldown_s: float, now:
     with _Background(conn, scope, rework_window_s) as pending_rework:
         totals, tasks = task_counts(conn, scope)
         all_days = days(conn, scope, last=None if by_day else TREND_DAYS)
+        wait_p50, wait_p95 = waits(conn, scope, (0.50, 0.95))
         status = RouterStatus(
             scope=scope,
             totals=totals,
@@ -157,6 +86,9 @@ def summarize(conn: sqlite3.Connection, scope: Scope, *, cooldown_s: float, now:
             escalation_reasons=escalation_reasons(conn, scope) if totals.escalated else {},
             p50_latency_s=percentiles(conn, scope, totals.timed, 0.50),
             p95_latency_s=percentiles(conn, scope, totals.timed, 0.95),
+            p50_wait_s=wait_p50,
+            p95_wait_s=wait_p95,
+            costly=costly_jobs(conn, scope) if totals.saved_usd < 0 else (),
             rework=pending_rework.result(),
             rework_window_s=rework_window_s,
             breaker=breaker_view(conn, scope, cooldown_s=cooldown_s, now=now),
@@ -205,18 +137,25 @@ class _Background:
         return rework(self.conn, self.scope, window_s=self.window_s)
 
 
-def task_counts(conn: sqlite3.Connection, scope: Scope) -> tuple[Counts, dict[str, Counts]]:
+def task_counts(conn: sqlite3.Connection, scope: Scope) -> tuple[Tally, dict[str, Tally]]:
     """One pass over the covering index `attempts_status`: a few hundred groups, folded here."""
     where, params = scope.where()
+    unanswered = column(conn, "unanswered_baseline_usd", "0")
     rows = conn.execute(
         "SELECT task, routed_to, lane, outcome, final, COUNT(*), TOTAL(cost_usd), TOTAL(baseline_cost_usd), "
-        f"TOTAL(input_tokens + output_tokens) FROM attempts WHERE {where} "
+        f"TOTAL({unanswered}), TOTAL(input_tokens + output_tokens) FROM attempts WHERE {where} "
         "GROUP BY task, routed_to, lane, outcome, final", params).fetchall()
-    totals, tasks = Counts(), dict[str, Counts]()
+    totals, tasks = Tally(), dict[str, Tally]()
     for task, *group in rows:
         totals.add(*group)
-        tasks.setdefault(task, Counts()).add(*group)
+        tasks.setdefault(task, Tally()).add(*group)
     return totals, tasks
+
+
+def column(conn: sqlite3.Connection, name: str, fallback: str) -> str:
+    """`name` where the attempts table has that column, else `fallback` (an older ledger read as it is)."""
+    present = any(row[1] == name for row in conn.execute("PRAGMA table_info(attempts)"))
+    return name if present else fallback
 
 
 def percentiles(conn: sqlite3.Connection, scope: Scope, counts: Mapping[str, int], q: float) -> dict[str, float]:
@@ -239,13 +178,51 @@ def percentiles(conn: sqlite3.Connection, scope: Scope, counts: Mapping[str, int
     return found
 
 
+def waits(conn: sqlite3.Connection, scope: Scope, qs: tuple[float, ...]) -> list[dict[str, float]]:
+    """Nearest-rank percentiles `qs` of the time calls queued for a slot, per lane, walking the
+    partial index `attempts_wait` from whichever end is nearer (rows from before migration 0009
+    have no wait and are left out)."""
+    found: list[dict[str, float]] = [{} for _ in qs]
+    if column(conn, "wait_s", "") == "":
+        return found
+    where, params = scope.where()
+    counts = dict(conn.execute(f"SELECT lane, COUNT(*) FROM attempts{scope.index_hint()} WHERE {WAITED} "
+                               f"AND {where} GROUP BY lane", params).fetchall())
+    for lane in LANES:
+        n = int(counts.get(lane, 0))
+        for q, into in zip(qs, found):
+            if not n:
+                continue
+            rank = max(1, math.ceil(q * n))
+            order, offset = ("DESC", n - rank) if n - rank < rank - 1 else ("ASC", rank - 1)
+            row = conn.execute(f"SELECT wait_s FROM attempts{scope.index_hint()} WHERE lane = ? AND {WAITED} "
+                               f"AND {where} ORDER BY wait_s {order} LIMIT 1 OFFSET ?",
+                               (lane, *params, offset)).fetchone()
+            if row is not None:
+                into[lane] = float(row[0])
+    return found
+
+
+def costly_jobs(conn: sqlite3.Connection, scope: Scope) -> tuple[CostlyJob, ...]:
+    """The jobs whose attempts cost more than the same work on Claude, the costliest first
+    (read only when the savings are negative: what made them so)."""
+    where, params = scope.where()
+    rows = conn.execute(
+        "SELECT run_id, job_id, TOTAL(baseline_cost_usd) - TOTAL(cost_usd) AS saved, "
+        "MAX(reason LIKE 'shadow%' AND cost_usd > 0) FROM attempts "
+        f"WHERE {where} GROUP BY run_id, job_id HAVING saved < -1e-12 ORDER BY saved LIMIT ?",
+        (*params, COSTLY_LISTED)).fetchall()
+    return tuple(CostlyJob(str(run), str(job), float(saved), bool(shadow)) for run, job, saved, shadow in rows)
+
+
 def escalation_reasons(conn: sqlite3.Connection, scope: Scope) -> dict[str, int]:
     """Why each escalated job left the local lane: the outcome of its last local attempt
-    (`invalid`, or the error / skip reason: unreachable, timeout, busy, breaker_open...)."""
+    (`invalid`, or the error / skip reason: unreachable, timeout, busy, breaker_open...), as
+    `ollama_dist.ledger.tally.escalation_reason` reads it from a run's rows."""
     where, params = scope.where("e")
     # ORDER BY keeps the subquery from being flattened (and the lookup from running twice).
     rows = conn.execute(
-        "SELECT COALESCE(why, 'no_local_attempt'), COUNT(*) FROM (SELECT ("
+        f"SELECT COALESCE(why, '{NO_LOCAL_BACKEND}'), COUNT(*) FROM (SELECT ("
         "  SELECT CASE WHEN l.outcome = 'invalid' THEN 'invalid' ELSE COALESCE(l.reason, l.outcome) END"
         "  FROM attempts AS l INDEXED BY attempts_left_local WHERE l.lane = 'local' AND l.outcome != 'ok'"
         "  AND l.run_id = e.run_id AND l.job_id = e.job_id ORDER BY l.attempt DESC LIMIT 1"
@@ -292,10 +269,11 @@ def days(conn: sqlite3.Connection, scope: Scope, *, last: int | None = None) -> 
     first, final = date.fromtimestamp(lo), date.fromtimestamp(hi)
     if last is not None:
         first = max(first, final - timedelta(days=last - 1))
+    unanswered = column(conn, "unanswered_baseline_usd", "0")
     sql = ("SELECT TOTAL(final), TOTAL(final AND routed_to = 'local' AND outcome != 'cache_hit'), "
            "TOTAL(final AND routed_to = 'local' AND lane = 'cloud' AND outcome != 'cache_hit'), "
            "TOTAL(final AND lane = 'local' AND outcome IN ('ok', 'cache_hit')), TOTAL(cost_usd), "
-           f"TOTAL(baseline_cost_usd) FROM attempts WHERE ts >= ? AND ts < ? AND {where}")
+           f"TOTAL(baseline_cost_usd + {unanswered}) FROM attempts WHERE ts >= ? AND ts < ? AND {where}")
     found: list[Day] = []
     day = first
     while day <= final:

@@ -61,6 +61,14 @@ class _Climb:
     tier: Tier | None = None  # the tier being tried
 
 
+@dataclass
+class _Timing:
+    """Where one call's time went: queued for its lane's slot (wait), then served (service)."""
+
+    wait_s: float | None = None
+    service_s: float = 0.0
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -207,23 +215,23 @@ class Dispatcher:
         history: tuple[Message, ...] = ()
         for _ in range(tier.attempts):
             climb.number += 1
-            started = self.clock()
+            timing = _Timing()
             try:
-                completion = await self._call(tier, self.request(job, tier, history))
+                completion = await self._call(tier, self.request(job, tier, history), timing)
             except BreakerOpen as exc:
-                climb.last_row = self.recorder.record(outcome, key, tier, climb.number, "skipped", exc.reason, None)
+                climb.last_row = self.recorder.record(outcome, key, tier, climb.number, "skipped", exc.reason, None,
+                                                      wait=timing.wait_s)
                 climb.reasons.append(f"local skipped: {exc.message}")
                 return False
             except HandedBack:
                 self._hand_back(climb)
                 return True
-            except BackendError as exc:
-                elapsed = self.clock() - started
+            except BackendError as exc:  # the breaker and the latency read the service time, never the wait
                 if tier.lane == "local":
-                    self.breaker.record(elapsed, ok=False)
+                    self.breaker.record(timing.service_s, ok=False)
                     self.recorder.breaker_openings(self.breaker)
                 climb.last_row = self.recorder.record(outcome, key, tier, climb.number, "error", exc.reason, None,
-                                              latency=elapsed)
+                                                      latency=timing.service_s, wait=timing.wait_s)
                 climb.reasons.append(f"{tier.lane} {tier.model}: {exc.reason}: {exc.message}")
                 return False
             if tier.lane == "local":
@@ -232,13 +240,13 @@ class Dispatcher:
                 self._spill()
             verdict = verdict_for(job, completion)
             if verdict.ok:
-                self.recorder.accept(outcome, key, tier, climb.number, completion, verdict)
+                self.recorder.accept(outcome, key, tier, climb.number, completion, verdict, wait=timing.wait_s)
                 if tier.lane == "local" and self._shadowed(job):
                     await self._shadow(outcome, key, climb.number + 1)
                 return True
             climb.last_row = self.recorder.record(outcome, key, tier, climb.number, "invalid",
                                                   self.recorder.kept(verdict.reason), completion,
-                                                  fallback=verdict.fallback)
+                                                  fallback=verdict.fallback, wait=timing.wait_s)
             climb.reasons.append(f"{tier.lane} {completion.model}: invalid: {verdict.reason}")
             history = (Message(role="assistant", content=completion.text[:4000]),
                        Message(role="user", content=feedback(verdict, job.task.output.spec())))
@@ -265,32 +273,48 @@ class Dispatcher:
         """Ask the cloud too and record its answer beside the local one; the user keeps the local answer."""
         job = outcome.job
         tier = Tier("cloud", self.lanes.cloud, self.models(job)[1], 1, self.settings.cloud.effort_escalated)
+        timing = _Timing()
         try:
-            completion = await self._call(tier, self.request(job, tier, ()))
+            completion = await self._call(tier, self.request(job, tier, ()), timing)
         except BackendError as exc:
-            self.recorder.record(outcome, key, tier, number, "error", f"shadow: {exc.reason}", None)
+            self.recorder.record(outcome, key, tier, number, "error", f"shadow: {exc.reason}", None,
+                                 latency=timing.service_s, wait=timing.wait_s, shadow=True)
             return
         verdict = verdict_for(job, completion)
         self.recorder.record(outcome, key, tier, number, "ok" if verdict.ok else "invalid",
                      "shadow" if verdict.ok else f"shadow: {self.recorder.kept(verdict.reason)}", completion,
-                     fallback=verdict.fallback, answer=verdict.text if verdict.ok else None, shadow=True)
+                     fallback=verdict.fallback, answer=verdict.text if verdict.ok else None, shadow=True,
+                     wait=timing.wait_s)
 
-    async def _call(self, tier: Tier, request: Request) -> Completion:
+    async def _call(self, tier: Tier, request: Request, timing: _Timing | None = None) -> Completion:
+        """One call on the tier's lane: queued for a slot, then served; `timing` gets both apart."""
+        timing = timing if timing is not None else _Timing()
+        queued = self.clock()
         if tier.lane == "cloud":
             async with self.lanes.cloud_sem:
-                completion = await tier.backend.complete(request)
+                timing.wait_s = self.clock() - queued
+                completion = await self._served(tier, request, timing)
         else:
             queue = self.lanes.local_queue
-            if not await queue.enter():
+            admitted = await queue.enter()
+            timing.wait_s = self.clock() - queued
+            if not admitted:
                 raise BreakerOpen("the expected wait for a local slot is past the breaker's threshold")
             try:
-                completion = await tier.backend.complete(request)
+                completion = await self._served(tier, request, timing)
             finally:
                 queue.leave()
         # let the job that takes the freed slot send its request before this one's bookkeeping
         # (validation, the output file, the ledger row): the lane never idles on it
         await asyncio.sleep(0)
         return completion
+
+    async def _served(self, tier: Tier, request: Request, timing: _Timing) -> Completion:
+        started = self.clock()
+        try:
+            return await tier.backend.complete(request)
+        finally:
+            timing.service_s = self.clock() - started
 
     def _spill(self) -> None:
         """Jobs queued so deep that their expected wait passes the threshold go to the cloud."""
@@ -315,6 +339,11 @@ class Dispatcher:
             max_tokens=task.max_tokens, temperature=task.temperature, timeout_s=task.timeout_s,
             output_format=task.output.format, schema_=schema, effort=tier.effort,
         )
+
+    def unfinished(self) -> list[Outcome]:
+        """Jobs that recorded attempts but never ended (an interrupted run): what they cost still counts."""
+        done = {id(o) for o in self.finished}
+        return [o for o in self.recorder.touched() if id(o) not in done]
 
     def emit(self, outcome: Outcome) -> None:
         self.finished.append(outcome)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ollama_dist.ledger.store import Attempt
+from ollama_dist.ledger.tally import escalation_reason
 from ollama_dist.routing.router import Decision
 from ollama_dist.tasks.model import Job
 
@@ -28,10 +29,11 @@ class Outcome:
 
     @property
     def actual_model(self) -> str | None:
+        """The model that answered (`caller` for a job handed back to it); None when none did."""
         for a in reversed(self.attempts):
-            if a.outcome in ("ok", "cache_hit"):
+            if a.outcome in ("ok", "cache_hit", "handed_back"):
                 return a.model
-        return self.attempts[-1].model if self.attempts else None
+        return None
 
     @property
     def answering(self) -> Attempt | None:
@@ -58,18 +60,8 @@ class Outcome:
 
     @property
     def escalation_reason(self) -> str | None:
-        """Why the job left the local lane: the outcome of its last local attempt."""
-        if not self.escalated:
-            return None
-        local = [a for a in self.attempts if a.lane == "local"]
-        if not local:
-            return "no_local_backend"
-        last = local[-1]
-        return "invalid" if last.outcome == "invalid" else (last.reason or last.outcome)
-
-    @property
-    def answered_locally(self) -> bool:
-        return self.status == "ok" and bool(self.attempts) and self.attempts[-1].lane == "local"
+        """Why the job left the local lane (`ollama_dist.ledger.tally.escalation_reason`)."""
+        return escalation_reason(self.attempts) if self.escalated else None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ read that works; never a traceback. And `router-status --since` out of any date'
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -14,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ollama_dist.cli import app
-from ollama_dist.ledger.store import Attempt, Ledger
+from ollama_dist.ledger.store import Attempt, Ledger, read_only_uri
 
 runner = CliRunner()
 TASK = "name: notes\nprompt: Summarise the notes.\ninputs: {text: n}\n"
@@ -173,6 +174,48 @@ def test_a_reader_of_an_older_ledger_upgrades_it_once(tmp_path: Path) -> None:
     assert not reader.read_only  # it had to write, once
     reader.close()
     assert Ledger(path, read_only=True).read_only
+
+
+def old_ledger(path: Path, before: str) -> None:
+    """A ledger as a version before migration `before` left it, with a few rows of its time."""
+    from ollama_dist.ledger.migrations import MIGRATIONS
+
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+    for name, sql in MIGRATIONS[:[n for n, _ in MIGRATIONS].index(before)]:
+        db.executescript(sql)
+        db.execute("INSERT INTO schema_migrations VALUES (?, 0)", (name,))
+    db.execute("INSERT INTO runs (run_id, session, started_at, root, jobs) VALUES ('r', 's', 1, '/', 2)")
+    for job, lane, outcome, cost, baseline in (("a", "local", "ok", 0.0, 0.004), ("b", "cloud", "ok", 0.001, 0.003)):
+        db.execute("INSERT INTO attempts (run_id, session, ts, job_id, task, task_fingerprint, input_hash, models_key, "
+                   "routed_to, lane, backend, model, attempt, outcome, final, latency_s, cost_usd, baseline_cost_usd) "
+                   "VALUES ('r', 's', 2, ?, 't', 'f', ?, 'm', 'local', ?, 'x', 'm', 1, ?, 1, 1.5, ?, ?)",
+                   (job, job, lane, outcome, cost, baseline))
+    db.commit()
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+
+
+@pytest.mark.parametrize("writable", [True, False], ids=["upgraded", "read-only"])
+def test_a_ledger_from_before_the_accounting_columns_is_read(isolated_home: Path, writable: bool,
+                                                            read_only: Callable[[Path], None]) -> None:
+    path = isolated_home / "ledger.db"
+    old_ledger(path, "0009_wait_and_unanswered_baseline")
+    if not writable:
+        read_only(path)
+        read_only(isolated_home)
+    before = path.read_bytes()
+    for args in (["router-status", "--all", "--json"], ["router-status", "--all", "--by", "day"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, (args, result.output, result.exception)
+    data = json.loads(runner.invoke(app, ["router-status", "--all", "--json"]).stdout)
+    assert (data["jobs"], data["local"], data["escalated"]) == (2, 1, 1)
+    assert data["baseline_cost_usd"] == pytest.approx(0.007) and data["savings_usd"] == pytest.approx(0.006)
+    assert data["p95_latency_s"] == {"local": 1.5, "cloud": 1.5} and data["p95_wait_s"] == {}
+    columns = [row[1] for row in sqlite3.connect(read_only_uri(path), uri=True).execute("PRAGMA table_info(attempts)")]
+    assert ("wait_s" in columns) is writable  # upgraded once where it could be, read as it is where not
+    if not writable:
+        assert path.read_bytes() == before
 
 
 # ------------------------------------------------------------------ --since

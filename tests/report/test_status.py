@@ -285,7 +285,7 @@ def plan(db: Any, sql: str, params: tuple[object, ...]) -> str:
     return " | ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, params))
 
 
-def test_the_queries_read_the_indexes_of_migration_0003(book: Book, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_queries_read_the_indexes_of_migrations_0003_and_0009(book: Book, monkeypatch: pytest.MonkeyPatch) -> None:
     seven_jobs(book)
     seen: list[tuple[str, tuple[object, ...]]] = []
 
@@ -305,6 +305,7 @@ def test_the_queries_read_the_indexes_of_migration_0003(book: Book, monkeypatch:
         assert "COVERING INDEX attempts_status" in joined  # the one full pass
         assert "attempts_latency" in joined and "COVERING INDEX attempts_daily" in joined
         assert "attempts_escalated" in joined and "attempts_left_local" in joined
+        assert "attempts_wait" in joined  # the queue wait's percentiles (migration 0009)
         for text in plans.values():  # no step reads the table itself
             assert not {"SCAN attempts", "SCAN a", "SCAN e"} & set(text.split(" | ")), text
     rework_sql = [sql for sql, _ in seen if "pairs" in sql]
@@ -325,3 +326,27 @@ def test_rework_reads_the_answers_index(book: Book) -> None:
         book.db.set_trace_callback(None)
     (sql,) = [s for s in seen if "pairs" in s]
     assert "attempts_answers" in plan(book.db, sql, ())
+
+
+def test_waits_handed_back_and_costly_jobs_from_known_rows(book: Book) -> None:
+    book.run("r", "s")
+    book.job("r", "a", [ok("local", latency_s=0.5, wait_s=4.0, baseline_cost_usd=0.002)])
+    book.job("r", "b", [{"lane": "local", "outcome": "error", "reason": "bad_response", "latency_s": 0.01,
+                         "wait_s": 9.0}, ok("cloud", cost_usd=0.004, baseline_cost_usd=0.001, wait_s=0.0)])
+    # a shadow call is never a job's final row (the last step here is)
+    book.job("r", "c", [{"lane": "cloud", "outcome": "ok", "reason": "shadow", "cost_usd": 0.006},
+                        ok("local", latency_s=0.7, wait_s=1.0, baseline_cost_usd=0.002)])
+    book.job("r", "d", [{"lane": "cloud", "outcome": "handed_back", "unanswered_baseline_usd": 0.003}],
+             routed="cloud")
+    code, data, _ = status_json()
+    assert code == 0
+    # nearest rank over the waits, apart from the service times
+    assert data["p50_wait_s"] == {"local": 4.0, "cloud": 0.0} and data["p95_wait_s"]["local"] == 9.0
+    assert data["p95_latency_s"]["local"] == 0.7
+    assert (data["jobs"], data["local"], data["cloud"], data["failed"], data["handed_back"]) == (4, 2, 1, 0, 1)
+    assert data["baseline_cost_usd"] == pytest.approx(0.008) and data["unanswered_baseline_usd"] == 0.003
+    assert data["savings_usd"] == pytest.approx(0.005 - 0.010)
+    assert [(c["job"], c["cause"]) for c in data["cost_more_than_claude"]] == [("c", "shadow call"),
+                                                                             ("b", "escalation")]
+    result = runner.invoke(app, ["router-status"], env={"COLUMNS": "300"})
+    assert "cost more than on Claude: c (shadow call, -$0.0040), b (escalation, -$0.0030)" in result.stdout

@@ -131,6 +131,9 @@ def test_local_failures_escalate_at_once(world: dict[str, Any], fault: str,
     expected = {"down": "unreachable", "stall": "timeout", "busy": "busy", "http_500": "bad_response"}[fault]
     assert rows[0]["reason"] == expected
     assert len(rows) == 2 and rows[1]["lane"] == "cloud"
+    assert job["escalation_reason"] == expected
+    assert [(t["lane"], t["outcome"], t["reason"]) for t in job["tries"]] == [("local", "error", expected),
+                                                                               ("cloud", "ok", None)]
 
 
 def test_rate_limited_cloud_call_waits_and_succeeds(world: dict[str, Any]) -> None:

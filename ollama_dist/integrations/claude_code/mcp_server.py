@@ -81,7 +81,8 @@ TOOLS: dict[str, tuple[str, dict[str, Any]]] = {
         "Run the jobs of a task file: local ones on the local model, the rest on Claude; every "
         "answer is validated against the task's output format/schema and escalated to Claude when "
         "the local answer fails. Returns each job's status, validated value (or output file), "
-        "routed_to, actual_model, escalated, and the totals with cost, baseline and savings. Inside a "
+        "routed_to, actual_model (null when no model answered), escalated and why, and the totals with "
+        "cost, baseline and savings (on what was answered). Inside a "
         "Claude Code session, cloud work comes back as jobs with status `handed_back` (do them yourself "
         "from their `instructions` and `output_spec`). Give `task_yaml` or `path`. Example `task_yaml`: "
         "\"name: city\\nprompt: Extract the city. Reply with JSON only.\\ninputs: {text: Our office moved "
@@ -219,7 +220,8 @@ def handback_result(work: Mapping[str, Any], project: Path) -> dict[str, Any]:
 
 def _job_result(job: Mapping[str, Any], project: Path) -> dict[str, Any]:
     out = {key: job[key] for key in ("task", "job", "status", "routed_to", "actual_model", "escalated",
-                                     "cache_hit", "reason", "output", "cost_usd", "baseline_cost_usd")}
+                                     "escalation_reason", "cache_hit", "reason", "output", "cost_usd",
+                                     "baseline_cost_usd")}
     if job["status"] == "handed_back":
         out.update(handback_result(job["handed_back"], project))
     elif job["status"] == "ok":
