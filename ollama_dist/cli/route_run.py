@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 PathsArg = Annotated[list[Path], typer.Argument(help="Task files, or folders of them.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 RootOpt = Annotated[Path, typer.Option("--root", help="The run's root: inputs and outputs stay inside it.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help=(
+    "Tables show every reason in full (else cut to one line; --json always has them)."))]
 OutsideOpt = Annotated[bool, typer.Option("--allow-outside-root", help=(
     "Let `inputs.files` read files outside --root (absolute paths, `..`, symlinks out); "
     "outputs still stay inside it."))]
@@ -35,7 +37,7 @@ def _console(stderr: bool = False) -> Any:
 
 @handled
 def route(paths: PathsArg, as_json: JsonOpt = False, root: RootOpt = Path("."),
-          allow_outside_root: OutsideOpt = False) -> None:
+          allow_outside_root: OutsideOpt = False, verbose: VerboseOpt = False) -> None:
     """Classify each job local (deterministic) or cloud (reasoning), and say why."""
     from ollama_dist import api
     from ollama_dist.report import render
@@ -44,7 +46,7 @@ def route(paths: PathsArg, as_json: JsonOpt = False, root: RootOpt = Path("."),
     if as_json:
         _print_json([r.as_json() for r in routed])
     else:
-        _console().print(render.route_table(routed))
+        _console().print(render.route_table(routed, verbose))
 
 
 @handled
@@ -57,6 +59,7 @@ def run(
                                                      "CLAUDE_CODE_SESSION_ID, or a new one).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Route and estimate; call no model.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display, no tables.")] = False,
+    verbose: VerboseOpt = False,
     batch_id: Annotated[str | None, typer.Option("--batch-id", metavar="NAME", help=(
         "Unattended run (cron, CI): no prompts, colour or progress; exits 75 at once while another run "
         "of batch NAME holds its lock; a log in the home's logs/ folder."))] = None,
@@ -143,7 +146,7 @@ def run(
             err.print(render.summary_table(report))
     elif not quiet:
         out = console()
-        out.print(render.jobs_table(report))
+        out.print(render.jobs_table(report, verbose))
         out.print(render.summary_table(report))
     for note in report.notes:
         err.print(f"note: {note}")

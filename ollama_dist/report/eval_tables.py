@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
-from ollama_dist.report.render import _money
+from ollama_dist.report.cells import money as _money
 
 if TYPE_CHECKING:
     from ollama_dist.evals.calibrate import Calibration, Setting

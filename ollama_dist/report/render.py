@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from ollama_dist.api import Estimate, Routed, RunReport
+from ollama_dist.report.cells import Fit, Line, money as _money
 from ollama_dist.run.dispatch import Event
 
 if TYPE_CHECKING:
@@ -18,13 +21,34 @@ if TYPE_CHECKING:
     from ollama_dist.report.figures import Day, RouterStatus
 
 
-def route_table(routed: Sequence[Routed]) -> Table:
-    table = Table(title=f"{len(routed)} job(s)", show_lines=False, expand=False)
-    table.add_column("job", overflow="fold")
-    table.add_column("target")
-    table.add_column("score", justify="right")
-    table.add_column("conf", justify="right")
-    table.add_column("why", overflow="fold")
+def _compact(title: str) -> Table:
+    """A table that reads at 80 columns: no side borders, one rule under the header."""
+    return Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, expand=False)
+
+
+def _id(text: str, verbose: bool) -> Line:
+    return Line(text, "wrap" if verbose else "tail")
+
+
+def _reason(text: str, verbose: bool, style: str = "") -> Line:
+    return Line(text, "wrap" if verbose else "head", style)
+
+
+def _path(path: str) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
+def route_table(routed: Sequence[Routed], verbose: bool = False) -> Table:
+    """Two lines per job, the id and why (cut to one line), or every reason in full with `verbose`."""
+    table = _compact(f"{len(routed)} job(s)")
+    table.add_column("job / why")
+    table.add_column("target", no_wrap=True)
+    table.add_column("score", justify="right", no_wrap=True)
+    table.add_column("conf", justify="right", no_wrap=True)
     for r in routed:
         d = r.decision
         colour = "green" if d.target == "local" else "magenta"
@@ -32,10 +56,10 @@ def route_table(routed: Sequence[Routed]) -> Table:
         if r.job.error is not None:  # it will fail without a model call
             why = f"fails: {r.job.error}; "
         # Text, not markup: a file name or a rule in brackets must show as it is
-        table.add_row(Text(r.job.id), Text(d.target, style=colour), f"{d.score:.2f}", f"{d.confidence:.2f}",
-                      Text(why + "; ".join(d.reasons)))
+        cell = Fit(_id(r.job.id, verbose), _reason(why + "; ".join(d.reasons), verbose, "dim"))
+        table.add_row(cell, Text(d.target, style=colour), f"{d.score:.2f}", f"{d.confidence:.2f}")
     local = sum(1 for r in routed if r.decision.target == "local")
-    table.caption = f"{local} local, {len(routed) - local} cloud"
+    table.caption = f"{local} local, {len(routed) - local} cloud" + ("" if verbose else "; --verbose for every reason")
     return table
 
 
@@ -49,25 +73,27 @@ def settings_table(rows: Sequence[tuple[str, str, str]]) -> Table:
     return table
 
 
-def _money(x: float) -> str:
-    return f"${x:,.4f}" if x < 1 else f"${x:,.2f}"
-
-
-def jobs_table(report: RunReport) -> Table:
-    table = Table(title=f"run {report.run_id}")
-    table.add_column("job", overflow="fold")
-    table.add_column("routed")
-    table.add_column("answered by", overflow="fold")
-    table.add_column("status")
-    table.add_column("tries", justify="right")
-    table.add_column("output / reason", overflow="fold")
+def jobs_table(report: RunReport, verbose: bool = False) -> Table:
+    """One or two lines per job: the id, then where its answer went or why it failed (cut to one
+    line; all of it with `verbose`)."""
+    table = _compact(f"run {report.run_id}")
+    table.add_column("job / output or reason")
+    table.add_column("routed", no_wrap=True)
+    table.add_column("answered by", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("tries", justify="right", no_wrap=True)
     for o in report.outcomes:
         cached = o.cache_hit and o.status == "ok"
         shown = "ok (your edit kept)" if o.kept_edit else "ok (cached)" if cached else o.status
         status = Text(shown, style="green" if o.status == "ok" else "red")
-        detail = o.output_path or (o.reason or "")
-        table.add_row(o.job.id, o.decision.target, o.actual_model or "-", status, str(len(o.attempts)),
-                      detail[:300])
+        if o.output_path:
+            detail = Line("→ " + _path(o.output_path), "wrap" if verbose else "tail", "dim")
+        else:
+            detail = _reason(o.reason or "", verbose, "dim" if o.status == "ok" else "yellow")
+        table.add_row(Fit(_id(o.job.id, verbose), detail), o.decision.target, o.actual_model or "-", status,
+                      str(len(o.attempts)))
+    if not verbose and any(o.reason and not o.output_path for o in report.outcomes):
+        table.caption = "reasons cut to one line: --verbose for all of them, --json for everything"
     return table
 
 
@@ -90,14 +116,15 @@ def summary_table(report: RunReport) -> Table:
 
 
 def dry_run_table(estimates: Sequence[Estimate]) -> Table:
-    table = Table(title="dry run: nothing was sent")
-    table.add_column("job", overflow="fold")
+    table = _compact("dry run: nothing was sent")
+    table.add_column("job")
     table.add_column("target")
     table.add_column("~tokens in", justify="right")
     table.add_column("max out", justify="right")
-    table.add_column("cloud cost at most", justify="right")
+    table.add_column("Claude at most", justify="right")
     for e in estimates:
-        table.add_row(e.routed.job.id, e.routed.decision.target, f"{e.input_tokens:,}", f"{e.max_output_tokens:,}",
+        table.add_row(Fit(Line(e.routed.job.id)), e.routed.decision.target, f"{e.input_tokens:,}",
+                      f"{e.max_output_tokens:,}",
                       _money(e.cloud_cost_usd_at_most))
     total = sum(e.cloud_cost_usd_at_most for e in estimates)
     table.caption = f"if every job went to Claude: at most {_money(total)}"
