@@ -85,8 +85,8 @@ class CheckoutGuard:
         if not left:
             return
         shown = "\n".join(f"  {p}" for p in left[:20]) + (f"\n  ... and {len(left) - 20} more" if len(left) > 20 else "")
-        message = (f"the tests wrote into the checkout {self.root} (a test must write only under tmp_path):\n"
-                   f"{shown}\n")
+        message = (f"these changed in the checkout {self.root} while the tests ran (a test must write only "
+                   f"under tmp_path; or were they edited meanwhile?):\n{shown}\n")
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.write_sep("=", "files left in the checkout", red=True)
