@@ -183,3 +183,33 @@ def test_type_checking_imports_do_not_count(tmp_path: Path) -> None:
                                                    "    from ollama_dist.run import dispatch\n",
                                 "run/dispatch.py": ""})
     assert violations(graph(package)) == []
+
+
+def misplaced_tests(tests: Path, package: Path) -> list[str]:
+    """Test modules that sit outside the mirror of the package tree (tests/<stage>/test_*.py).
+
+    Allowed: tests/<subpackage>/ for each subpackage of ollama_dist, tests/servers/ (the loopback
+    doubles and their own tests) and tests/ itself (whole-product tests: layout, config, examples)."""
+    stages = {p.name for p in package.iterdir() if p.is_dir() and any(p.glob("*.py"))}
+    found = []
+    for path in sorted(tests.rglob("test_*.py")):
+        parts = path.relative_to(tests).parts
+        if len(parts) == 1 or parts[0] in stages | {"servers"}:
+            continue
+        found.append(f"{'/'.join(parts)}: put it under tests/<stage>/ for one of {sorted(stages)}")
+    return found
+
+
+def test_tests_mirror_the_package_tree() -> None:
+    assert misplaced_tests(PACKAGE.parent / "tests", PACKAGE) == []
+
+
+def test_a_misplaced_test_module_is_found(tmp_path: Path) -> None:
+    package = _plant(tmp_path, {"run/__init__.py": "", "run/dispatch.py": ""})
+    tests = tmp_path / "tests"
+    (tests / "run").mkdir(parents=True)
+    (tests / "run" / "test_dispatch.py").write_text("", encoding="utf-8")
+    (tests / "misc").mkdir()
+    (tests / "misc" / "test_thing.py").write_text("", encoding="utf-8")
+    assert misplaced_tests(tests, package) == [
+        "misc/test_thing.py: put it under tests/<stage>/ for one of ['run']"]

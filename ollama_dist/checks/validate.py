@@ -16,22 +16,22 @@ import json
 import math
 import re
 import textwrap
-import warnings
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ollama_dist.checks import extract, schema as json_schema
+from ollama_dist.checks.code import (
+    validate_code as _validate_code,
+    validate_diff as _validate_diff,
+    validate_text as _validate_text,
+)
 from ollama_dist.checks.extract import excerpt, short
+from ollama_dist.checks.verdict import Fallback as Fallback, Format as Format, Verdict as Verdict, invalid as _invalid
 
-Format = Literal["text", "json", "yaml", "code", "diff"]
-Fallback = Literal["fence", "balanced", "repair"]
-
-PYTHON = frozenset({"python", "python3", "py", "py3"})
 _MAX_NODES = 100_000  # YAML nodes walked: aliases can expand hugely or refer to themselves
-_BLANK_LINES = re.compile(r"\A(?:[ \t]*\r?\n)+")
 
 
 class OutputSpec(BaseModel):
@@ -61,20 +61,6 @@ class OutputSpec(BaseModel):
         return self
 
 
-class Verdict(BaseModel):
-    """The outcome of ``validate``. When not ``ok``: ``value`` is None, ``text`` is "",
-    ``reason`` says why, and ``fallback`` is the stage that parsed the answer if
-    parsing got that far (a schema or pattern failure)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    ok: bool
-    value: Any = None
-    text: str = ""
-    fallback: Fallback | None = None
-    reason: str | None = None
-
-
 def validate(answer: str, spec: OutputSpec) -> Verdict:
     """Read ``answer`` as ``spec.format``, then check the schema and the pattern.
 
@@ -93,7 +79,7 @@ def validate(answer: str, spec: OutputSpec) -> Verdict:
         case "yaml":
             verdict = _validate_yaml(answer, spec)
         case "code":
-            verdict = _validate_code(answer, spec)
+            verdict = _validate_code(answer, spec.language)
         case "diff":
             verdict = _validate_diff(answer)
         case _:
@@ -184,82 +170,6 @@ def check_schema(schema: object) -> str | None:
     except (TypeError, ValueError) as exc:
         return f"schema is not plain JSON ({exc}); quote dates and other YAML-only values"
     return json_schema.problem(canonical)
-
-
-# --- text, code, diff -------------------------------------------------------------
-
-
-def _validate_text(answer: str) -> Verdict:
-    text = answer.strip()
-    fence = extract.wrapping_fence(text)
-    fallback: Fallback | None = None if fence is None else "fence"
-    text = text if fence is None else fence.body.strip()
-    if not text:
-        return _invalid("the answer is empty", fallback)
-    return Verdict(ok=True, value=text, text=text, fallback=fallback)
-
-
-def _validate_code(answer: str, spec: OutputSpec) -> Verdict:
-    """The fenced code (the first that compiles, fences tagged with the language
-    first), or the whole answer when it has no fence."""
-    language = (spec.language or "").lower()
-    fences = extract.fences(answer)
-    if not fences:
-        return _check_code(_trim_code(answer), language, None)
-    preferred = [f for f in fences if not language or f.tag in (language, "")]
-    ordered = preferred + [f for f in fences if f not in preferred]
-    verdicts = [_check_code(_trim_code(f.body), language or f.tag, "fence") for f in ordered]
-    return next((v for v in verdicts if v.ok), verdicts[0])
-
-
-def _check_code(code: str, language: str, fallback: Fallback | None) -> Verdict:
-    if not code:
-        return _invalid("the code is empty", fallback)
-    problem = _python_error(code) if language in PYTHON else None
-    if problem:
-        return _invalid(problem, fallback)
-    return Verdict(ok=True, value=code, text=code, fallback=fallback)
-
-
-def _python_error(code: str) -> str | None:
-    try:
-        with warnings.catch_warnings():  # e.g. invalid escapes warn; they are not errors
-            warnings.simplefilter("ignore")
-            compile(code, "<answer>", "exec", dont_inherit=True)
-    except SyntaxError as exc:
-        source = (exc.text or "").strip()
-        shown = f" in {short(source, extract.EXCERPT)!r}" if source else ""
-        line = f" at line {exc.lineno}" if exc.lineno else ""
-        return f"Python syntax error{line}: {exc.msg}{shown}"
-    except (ValueError, RecursionError, MemoryError) as exc:  # null bytes; absurd nesting
-        return f"Python code does not compile: {short(str(exc))}"
-    return None
-
-
-def _trim_code(code: str) -> str:
-    return _BLANK_LINES.sub("", textwrap.dedent(code)).rstrip()
-
-
-def _validate_diff(answer: str) -> Verdict:
-    from unidiff.errors import UnidiffParseError
-    from unidiff.patch import PatchSet
-
-    fences = extract.fences(answer, max_indent=0)  # " ```" is a diff context line, not a fence
-    diffs = [f for f in fences if f.tag in ("diff", "patch", "udiff", "")] or fences
-    fallback: Fallback | None = "fence" if diffs else None
-    source = diffs[0].body if diffs else answer
-    # Only newlines come off the end: " " alone is an empty context line.
-    source = _BLANK_LINES.sub("", source).rstrip("\r\n") + "\n"
-    try:
-        patch = PatchSet(source)
-    except UnidiffParseError as exc:
-        return _invalid(f"not a valid unified diff: {short(str(exc).strip())}", fallback)
-    if len(patch) == 0:
-        return _invalid("no unified diff found (expected --- a/FILE and +++ b/FILE)", fallback)
-    if not any(len(file) for file in patch):
-        return _invalid("the diff has no hunks (expected @@ -l,n +l,n @@)", fallback)
-    text = str(patch)
-    return Verdict(ok=True, value=text, text=text, fallback=fallback)
 
 
 # --- json ---------------------------------------------------------------------------
@@ -418,10 +328,6 @@ def _against_schema(parsed: _Parsed, text: str, spec: OutputSpec) -> Verdict:
 
 
 # --- small helpers ------------------------------------------------------------------
-
-
-def _invalid(reason: str, fallback: Fallback | None = None) -> Verdict:
-    return Verdict(ok=False, reason=reason, fallback=fallback)
 
 
 def _kind(value: object) -> str:

@@ -1,0 +1,50 @@
+"""The escalation ladder's parts: the run's context, a tier (lane, backend, model, attempts), and the
+verdict on one completion (a cut-off answer is never accepted)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ollama_dist.backends.base import Backend, Completion
+from ollama_dist.checks.validate import Verdict, validate
+from ollama_dist.tasks.model import Job
+
+TRUNCATED = frozenset({"length", "max_tokens", "model_context_window_exceeded"})
+LOCAL_ATTEMPTS = 2
+CLOUD_ATTEMPTS = 2
+
+
+@dataclass(frozen=True)
+class RunContext:
+    run_id: str
+    session: str
+    root: Path
+    out_dir: Path
+    git_head: str | None = None
+    store_text: bool = False
+    force: bool = False  # overwrite outputs edited since they were written
+
+
+@dataclass(frozen=True)
+class Tier:
+    lane: Literal["local", "cloud"]
+    backend: Backend
+    model: str
+    attempts: int
+    effort: str | None = None
+
+
+def models_key(local: str, escalation: str, cloud: str) -> str:
+    return hashlib.sha256(f"{local}|{escalation}|{cloud}".encode()).hexdigest()[:16]
+
+
+def verdict_for(job: Job, completion: Completion) -> Verdict:
+    """Validate one completion against its job's output spec."""
+    if completion.stop_reason in TRUNCATED:
+        # a cut-off answer may still parse (json-repair closes brackets): never accept it
+        return Verdict(ok=False, reason=f"the answer was cut off at max_tokens ({job.task.max_tokens}); "
+                                        "answer more briefly")
+    return validate(completion.text, job.task.output.spec())
