@@ -157,34 +157,51 @@ def run(
 
 
 def _until_signalled(main: Coroutine[Any, Any, api.RunReport]) -> api.RunReport:
-    """`asyncio.run(main)`, where SIGTERM ends the run as Ctrl-C does: cancelled, then KeyboardInterrupt."""
+    """`asyncio.run(main)`, where Ctrl-C and SIGTERM end the run alike: the first cancels it (what
+    finished is reported, in-flight model calls are stopped), a second ends the process at once
+    (exit 130; every answer is already in the ledger)."""
     import asyncio
+    import os
     import signal
     from contextlib import suppress
 
-    terminated: list[bool] = []
+    from ollama_dist.errors import EXIT_INTERRUPTED
+
+    signalled: list[int] = []
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def at_once(signum: int, frame: object) -> None:
+        with suppress(OSError, ValueError):
+            sys.stdout.flush()
+            sys.stderr.write("interrupted again: stopping now\n")
+        os._exit(EXIT_INTERRUPTED)
 
     async def guarded() -> api.RunReport:
         loop, task = asyncio.get_running_loop(), asyncio.current_task()
 
-        def terminate() -> None:
-            terminated.append(True)
-            loop.remove_signal_handler(signal.SIGTERM)  # a second SIGTERM ends the process at once
+        def first(signum: int) -> None:
+            signalled.append(signum)
+            for sig in signals:  # from now on a signal ends the process, whatever it is waiting for
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, at_once)
             if task is not None:
                 task.cancel()
 
         with suppress(NotImplementedError, RuntimeError, ValueError):  # no signals here (Windows, a thread)
-            loop.add_signal_handler(signal.SIGTERM, terminate)
+            for sig in signals:
+                loop.add_signal_handler(sig, first, sig)
         try:
             return await main
         finally:
-            with suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(signal.SIGTERM)
+            if not signalled:
+                with suppress(NotImplementedError, RuntimeError, ValueError):
+                    for sig in signals:
+                        loop.remove_signal_handler(sig)
 
     try:
         return asyncio.run(guarded())
     except asyncio.CancelledError:
-        if terminated:
+        if signalled:
             raise KeyboardInterrupt from None
         raise
 
