@@ -71,6 +71,11 @@ def run(
     allow_outside_root: OutsideOpt = False,
     force: Annotated[bool, typer.Option("--force", help=(
         "Answer again and overwrite outputs edited since ollama-dist wrote them (else they are kept)."))] = False,
+    refresh: Annotated[bool, typer.Option("--refresh", help=(
+        "Discard the cached answers of every task and ask again (the ledger keeps the old ones; "
+        "an output you edited is still kept unless --force)."))] = False,
+    refresh_task: Annotated[list[str] | None, typer.Option("--refresh-task", metavar="TASK", help=(
+        "Discard the cached answers of task TASK only and ask again (repeatable)."))] = None,
     hand_back: Annotated[bool, typer.Option("--hand-back", help=(
         "Send nothing to Claude: run the local jobs and print, as JSON, the work left for the caller "
         "(cloud-routed jobs and failed local ones, each with its instructions and output spec)."))] = False,
@@ -113,7 +118,7 @@ def run(
         report = _until_signalled(api.run_async(
             paths, root=root, settings=settings, session=session, dry_run=dry_run, on_start=started,
             on_event=finished, on_interrupt=partial.append, batch_id=batch_id, shadow_rate=shadow,
-            cloud_batch=cloud_batch, force=force,
+            cloud_batch=cloud_batch, force=force, refresh=api.Refresh(refresh, frozenset(refresh_task or ())),
             allow_outside_root=allow_outside_root, hand_back=hand_back))
     except KeyboardInterrupt:
         if not partial:
