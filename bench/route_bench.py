@@ -1,16 +1,19 @@
 """Routing: rules only vs rules + the semantic second opinion, side by side in one run.
 
 - agreement and reasoning sent local on every labelled set: tests/data/router_devset,
-  tests/data/router_holdout, tests/data/router_blind when present, and any folder given on
-  the command line (a folder of task files with a labels.yaml: `task-name: local|cloud`);
-- a leave-one-out over the exemplar bank (the bank-only classifier, no rules): a sanity figure;
+  tests/data/router_holdout, tests/data/router_own (not blind: the engineer's own hard cases),
+  any folder given on the command line (task files with a labels.yaml: `name: local|cloud`),
+  and the blind sets (tests/data/router_blind*) only with `--blind`: they are measured once,
+  by someone who did not tune on them;
+- the bank routed leave-one-out (each exemplar as a task, its own vector left out of the vote),
+  and the bank-only classifier's leave-one-out (no rules): a sanity figure;
 - speed per decision: fan-out (10,000 jobs over the devset's 120 tasks: the words are read and
   embedded once per task) and all-distinct (every job a task of its own: every decision embeds);
 - the model's load time (imports, model file check, session, bank vectors).
 
-Run: python bench/route_bench.py [EXTRA_SET_DIR ...] [--k 7] [--t 0.6] [--sweep]
-`--sweep` prints agreement over a grid of k and t on the devset only (the one set the
-router may be tuned on); never choose k or t on the holdout or blind sets.
+Run: python bench/route_bench.py [EXTRA_SET_DIR ...] [--blind] [--k 11] [--t 0.6] [--sweep] [--misses]
+`--sweep` prints agreement over a grid of k and t on the devset only; never choose k or t on the
+holdout or blind sets. `--misses` lists each disagreement with its reasons (refused with --blind).
 """
 
 from __future__ import annotations
@@ -22,13 +25,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ollama_dist.config import RouterSettings  # noqa: E402
 from ollama_dist.errors import InputError  # noqa: E402
+from ollama_dist.routing.decision import Opinion  # noqa: E402
+from ollama_dist.routing.exemplars import SHIPPED, text_key  # noqa: E402
 from ollama_dist.routing.router import Router  # noqa: E402
-from ollama_dist.routing.second_opinion import Knn, Loaded, SecondOpinion  # noqa: E402
+from ollama_dist.routing.second_opinion import Knn, Loaded, SecondOpinion, Vectors  # noqa: E402
 from ollama_dist.tasks.loader import expand, find_task_files, load_file, render_prompt  # noqa: E402
 from ollama_dist.tasks.model import Job, Task  # noqa: E402
 
@@ -45,8 +52,6 @@ def job(task: Task, i: int) -> Job:
 
 def set_jobs(folder: Path) -> list[tuple[Job, str]]:
     """(first job, label) for every task file of a labelled set."""
-    import yaml
-
     labels = yaml.safe_load((folder / "labels.yaml").read_text())
     out = []
     for path in find_task_files([folder]):
@@ -62,6 +67,58 @@ def set_jobs(folder: Path) -> list[tuple[Job, str]]:
     return out
 
 
+class _Vectors:
+    """A VectorStore holding the bank's own vectors: the bank's tasks route without embedding."""
+
+    def __init__(self, loaded: Loaded) -> None:
+        self._rows = {text_key(e.text): v.astype("float32").tobytes()
+                      for e, v in zip(loaded.knn.exemplars, loaded.knn.vectors, strict=True)}
+
+    def vector(self, key: str, model_id: str) -> bytes | None:
+        return self._rows.get(key)
+
+    def save_vector(self, key: str, model_id: str, data: bytes) -> None:
+        self._rows[key] = data
+
+    def link_instruction(self, task_fingerprint: str, task: str, key: str) -> None:
+        pass
+
+    def instruction_outcomes(self, model_id: str) -> list[tuple[str, str, int, int, bytes]]:
+        return []
+
+
+class _LeaveOut(Knn):
+    """The bank's kNN, blind to the exemplar being routed (its own text, cosine 1)."""
+
+    def opinion(self, vector: Vectors, exclude: int | None = None) -> Opinion:
+        if exclude is None:
+            sims = self.vectors @ vector
+            best = int(sims.argmax())
+            exclude = best if sims[best] > 0.9999 else None
+        return super().opinion(vector, exclude)
+
+
+def bank_jobs() -> list[tuple[Job, str]]:
+    """Every bank exemplar as a task (its words and output spec; no input), with its label."""
+    items = yaml.safe_load((ROOT / "ollama_dist" / SHIPPED).read_text())
+    out = []
+    for e in items:
+        o = e.get("output") or {}
+        spec = {"format": o.get("format", "text")} | ({"schema": {"type": "object"}} if o.get("schema") else {}) \
+            | ({"pattern": ".+"} if o.get("pattern") else {})
+        task = Task.model_validate({"name": e["name"], "prompt": e["prompt"], "description": e.get("description"),
+                                    "system": e.get("system"), "output": spec})
+        out.append((Job(id=e["id"], task=task, input_text="", input_hash="-", prompt=task.prompt),
+                    "local" if e["label"] == "deterministic" else "cloud"))
+    return out
+
+
+def bank_router(loaded: Loaded, settings: RouterSettings) -> Router:
+    knn = _LeaveOut(loaded.knn.exemplars, loaded.knn.vectors, settings.semantic_k)
+    so = SecondOpinion(settings, store=_Vectors(loaded), loader=lambda: Loaded(loaded.embedder, knn))
+    return Router(settings, second_opinion=so)
+
+
 def score(router: Router, items: Sequence[tuple[Job, str]]) -> tuple[float, int, int, int, int]:
     """(agreement, reasoning sent local, reasoning tasks, deterministic sent cloud, deterministic tasks)."""
     agree = leak = cloud = over = local = 0
@@ -73,6 +130,18 @@ def score(router: Router, items: Sequence[tuple[Job, str]]) -> tuple[float, int,
         leak += want == "cloud" and got == "local"
         over += want == "local" and got == "cloud"
     return agree / len(items), leak, cloud, over, local
+
+
+def misses(routers: Sequence[Router], items: Sequence[tuple[Job, str]]) -> None:
+    """Every task either router gets wrong, with the second opinion's reasons."""
+    for j, want in items:
+        rules, semantic = (r.decide(j) for r in routers)
+        if want in (rules.target, semantic.target) and rules.target == semantic.target:
+            continue
+        print(f"    {j.task.name}: want {want}; rules {rules.target} [{rules.rule}]; "
+              f"+ second opinion {semantic.target} [{semantic.rule}]")
+        for reason in semantic.reasons:
+            print(f"        {reason}")
 
 
 def timed(router: Router, jobs: Sequence[Job]) -> tuple[float, float, float]:
@@ -104,9 +173,12 @@ def leave_one_out(loaded: Loaded, t: float) -> str:
             f"{100 * agree / n:.1f}%, reasoning sent local {leak}/{cloud}")
 
 
-def sets(extra: Sequence[str]) -> list[tuple[str, Path]]:
-    found = [(name, DATA / folder) for name, folder in
-             (("devset", "router_devset"), ("holdout", "router_holdout"), ("blind", "router_blind"))]
+def sets(extra: Sequence[str], blind: bool) -> list[tuple[str, Path]]:
+    """The labelled sets measured: the blind ones (router_blind*) only when asked for."""
+    found = [("devset", DATA / "router_devset"), ("holdout", DATA / "router_holdout"),
+             ("own", DATA / "router_own")]  # not blind: the engineer's own hard cases (its README)
+    if blind:
+        found += [(f.name.removeprefix("router_"), f) for f in sorted(DATA.glob("router_blind*")) if f.is_dir()]
     found += [(Path(e).name, Path(e)) for e in extra]
     return [(n, f) for n, f in found if (f / "labels.yaml").exists()]
 
@@ -153,7 +225,12 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=RouterSettings().semantic_k)
     parser.add_argument("--t", type=float, default=RouterSettings().semantic_threshold)
     parser.add_argument("--sweep", action="store_true", help="a k x t grid on the devset only")
+    parser.add_argument("--blind", action="store_true",
+                        help="also measure the blind sets (tests/data/router_blind*): once, never to tune on")
+    parser.add_argument("--misses", action="store_true", help="list the disagreements (never with --blind)")
     args = parser.parse_args()
+    if args.misses and args.blind:
+        parser.error("--misses lists tasks: not on the blind sets")
     settings = RouterSettings(semantic_k=args.k, semantic_threshold=args.t)
 
     t0 = time.perf_counter()
@@ -164,13 +241,25 @@ def main() -> None:
     print(f"route_bench: model {loaded.embedder.model_id}, bank {len(loaded.knn.exemplars)} exemplars, "
           f"k={args.k}, t={args.t:g}; model + bank load {1000 * load_s:.0f} ms")
     print(f"{'set':10s} {'tasks':>5s}   {'rules only':^38s}   {'rules + second opinion':^38s}")
-    for name, folder in sets(args.extra):
+    for name, folder in sets(args.extra, args.blind):
         items = set_jobs(folder)
         cols = []
-        for router in (Router(settings), semantic_router(loaded, settings)[0]):
+        routers = (Router(settings), semantic_router(loaded, settings)[0])
+        for router in routers:
             rate, leak, cloud, over, local = score(router, items)
             cols.append(f"{100 * rate:5.1f}%  reasoning->local {leak:2d}/{cloud:<3d} det->cloud {over:2d}/{local:<3d}")
         print(f"{name:10s} {len(items):5d}   {cols[0]}   {cols[1]}")
+        if args.misses:
+            misses(routers, items)
+    items = bank_jobs()
+    routers = (Router(settings), bank_router(loaded, settings))
+    cols = []
+    for router in routers:
+        rate, leak, cloud, over, local = score(router, items)
+        cols.append(f"{100 * rate:5.1f}%  reasoning->local {leak:2d}/{cloud:<3d} det->cloud {over:2d}/{local:<3d}")
+    print(f"{'bank LOO':10s} {len(items):5d}   {cols[0]}   {cols[1]}")
+    if args.misses:
+        misses(routers, items)
     print(leave_one_out(loaded, args.t))
     tasks = [j.task for j, _ in set_jobs(DATA / "router_devset")]
     speed(loaded, settings, tasks)

@@ -40,6 +40,9 @@ class Routed:
             "confidence": d.confidence,
             "rule": d.rule,
             "reasons": list(d.reasons),
+            # the second opinion, when it was asked: P(local) and the labelled instructions nearest this one
+            "p_local": d.p_local,
+            "nearest": [n.model_dump() for n in d.nearest],
             "error": self.job.error,  # the job will fail without a model call (its input is unreadable)
             "notes": list(self.job.notes),
         }
@@ -166,6 +169,7 @@ def job_json(o: Outcome) -> dict[str, Any]:
         "job": o.job.id,
         "routed_to": o.decision.target,
         "actual_model": o.actual_model,
+        "answered_on": o.answered_on,
         "status": o.status,
         "attempts": len(o.attempts),
         "escalated": o.escalated,
@@ -176,6 +180,7 @@ def job_json(o: Outcome) -> dict[str, Any]:
         "value": o.value,
         "input_tokens": sum(a.input_tokens for a in o.attempts),
         "output_tokens": sum(a.output_tokens for a in o.attempts),
+        "thinking_tokens": sum(a.thinking_tokens for a in o.attempts),
         "cost_usd": round(sum(a.cost_usd for a in o.attempts), 8),
         "baseline_cost_usd": round(sum(a.baseline_cost_usd for a in o.attempts), 8),
         "shadow": [{"model": a.model, "outcome": a.outcome, "cost_usd": round(a.cost_usd, 8)} for a in o.shadow],
@@ -218,6 +223,7 @@ def cloud_backend(settings: Settings, env: Mapping[str, str] | None = None) -> s
 def build_lanes(settings: Settings, *, hand_back: bool = False) -> Lanes:
     from ollama_dist.backends import embedded
     from ollama_dist.backends.claude import ClaudeBackend
+    from ollama_dist.backends.claude_endpoint import check_not_ollama
     from ollama_dist.backends.local import FallbackBackend
     from ollama_dist.backends.ollama import OllamaBackend
     from ollama_dist.backends.openai_compat import OpenAICompatBackend
@@ -225,18 +231,20 @@ def build_lanes(settings: Settings, *, hand_back: bool = False) -> Lanes:
     o = settings.ollama
     local: list[Backend] = []
     if o.hosts:
-        local.append(OllamaBackend(o.hosts, keep_alive=o.keep_alive))
+        local.append(OllamaBackend(o.hosts, slots={h: o.slots_for(h) for h in o.hosts}, keep_alive=o.keep_alive))
     local.extend(OpenAICompatBackend(url, name=f"openai_compat:{url}") for url in o.openai_compat)
     if o.embedded and embedded.available():
         path = Path(o.embedded_model_path).expanduser() if o.embedded_model_path else None
         local.append(embedded.EmbeddedBackend(path, home=settings.home / "cache"))
-    slots = o.concurrency_per_host * max(1, len(o.hosts) + len(o.openai_compat))
+    slots = sum(o.slots_for(h) for h in o.hosts) + o.concurrency_per_host * len(o.openai_compat)
+    slots = slots or o.concurrency_per_host  # the embedded tier alone
     if hand_back:  # the caller is Claude: nothing goes to the API (see ollama_dist.run.handback)
         from ollama_dist.run.handback import CallerBackend
 
         return Lanes(FallbackBackend(local) if local else None, CallerBackend(), local_slots=slots,
                      cloud_slots=settings.cloud.concurrency, cloud_ready=False)
     key = settings.cloud.api_key.get_secret_value() if settings.cloud.api_key else ""
+    check_not_ollama(settings.cloud.base_url, [*o.hosts, *o.openai_compat], source=settings.source_of("cloud.base_url"))
     if cloud_backend(settings) == "claude-code":  # a Claude Code log-in (subscription): `claude -p`
         from ollama_dist.backends.claude_code import ClaudeCodeBackend
 

@@ -20,7 +20,16 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
 from ollama_dist.errors import ConfigError
 from ollama_dist.yamlfile import load_yaml, validation_error
@@ -48,6 +57,9 @@ class RouterSettings(_Section):
     vocabulary: dict[str, Any] = Field(default_factory=dict, description="overrides of data/router.yaml")
     semantic: bool = Field(True, description="a second opinion from labelled examples where no hard rule fires")
     semantic_threshold: float = Field(0.6, ge=0, le=1, description="local only when P(local) > this")
+    semantic_override: float = Field(0.8, ge=0, le=1, description=(
+        "the clear bar: P(local) above it overturns a word rule's cloud; at most 1 minus it, a word rule's "
+        "local; a question or a judgement verb needs it to go local"))
     semantic_k: int = Field(11, ge=1, le=100, description="nearest exemplars that vote")
     semantic_learn: bool = Field(False, description="tasks' local outcomes in the ledger become exemplars")
 
@@ -61,10 +73,22 @@ class ModelSettings(_Section):
 class OllamaSettings(_Section):
     hosts: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:11434"])
     concurrency_per_host: int = Field(1, ge=1)
+    num_parallel: dict[str, PositiveInt] = Field(default_factory=dict, description=(
+        "requests each host serves at once (its OLLAMA_NUM_PARALLEL), by host; unlisted hosts: "
+        "concurrency_per_host"))
     keep_alive: str = "10m"
     openai_compat: list[str] = Field(default_factory=list, description="base URLs of /v1 servers")
     embedded: bool = True
     embedded_model_path: str | None = None
+
+    @field_validator("num_parallel")
+    @classmethod
+    def _hosts_as_urls(cls, value: dict[str, int]) -> dict[str, int]:
+        return {ollama_host_url(host): n for host, n in value.items()}
+
+    def slots_for(self, host: str) -> int:
+        """The local lane's slots for `host`: its `num_parallel`, else `concurrency_per_host`."""
+        return self.num_parallel.get(ollama_host_url(host), self.concurrency_per_host)
 
 
 class CloudSettings(_Section):

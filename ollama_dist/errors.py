@@ -132,6 +132,20 @@ class ModelMissing(BackendError):
     reason = "model_missing"
 
 
+class WrongEndpoint(BackendError):
+    """The endpoint is not the service it is configured as (an Ollama server as the cloud's base URL)."""
+
+    reason = "wrong_endpoint"
+    escalate = False
+    exit_code = EXIT_BAD_INPUT
+
+
+class RouteMissing(BackendError):
+    """The server answered 404 for the route itself, not for a model: it does not speak that API there."""
+
+    reason = "route_missing"
+
+
 class Busy(BackendError):
     reason = "busy"
 

@@ -213,3 +213,26 @@ def test_a_misplaced_test_module_is_found(tmp_path: Path) -> None:
     (tests / "misc" / "test_thing.py").write_text("", encoding="utf-8")
     assert misplaced_tests(tests, package) == [
         "misc/test_thing.py: put it under tests/<stage>/ for one of ['run']"]
+
+
+MAX_LINES = 400
+
+
+def oversized(folder: Path) -> list[str]:
+    """Modules over MAX_LINES lines: each should be split by concern (one module, one reason to change)."""
+    found = []
+    for path in sorted(folder.rglob("*.py")):
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        if lines > MAX_LINES:
+            found.append(f"{path.relative_to(folder.parent)}: {lines} lines (split it under {MAX_LINES})")
+    return found
+
+
+def test_no_module_and_no_test_double_is_over_400_lines() -> None:
+    assert oversized(PACKAGE) == []
+    assert oversized(PACKAGE.parent / "tests" / "servers") == []
+
+
+def test_an_oversized_module_is_found(tmp_path: Path) -> None:
+    package = _plant(tmp_path, {"run/dispatch.py": "x = 1\n" * (MAX_LINES + 1), "run/lanes.py": "x = 1\n"})
+    assert oversized(package) == [f"ollama_dist/run/dispatch.py: {MAX_LINES + 1} lines (split it under 400)"]

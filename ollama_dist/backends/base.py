@@ -46,6 +46,7 @@ class Completion(BaseModel):
     lane: Lane
     input_tokens: int = 0
     output_tokens: int = 0
+    thinking_tokens: int = 0  # of output_tokens, the model's reasoning trace (an estimate where not reported)
     cache_creation_tokens: int = 0
     cache_read_tokens: int = 0
     latency_s: float = 0.0

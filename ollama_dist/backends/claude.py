@@ -23,6 +23,7 @@ Wire rules this module keeps (PROTOCOLS.md, box at the top and section B):
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import email.utils
 import inspect
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from ollama_dist.backends.base import Completion, Lane, Request
+from ollama_dist.backends.claude_endpoint import refuse_ollama
 from ollama_dist.errors import (
     AuthError,
     BackendError,
@@ -152,6 +154,7 @@ class ClaudeBackend:
         self._clock = clock
         self._client: AsyncAnthropic | None = None
         self._sdk_takes_temperature = False
+        self._endpoint_lock, self._endpoint_checked = asyncio.Lock(), False
 
     def __repr__(self) -> str:
         key = "set" if self._key else "missing"
@@ -212,6 +215,8 @@ class ClaudeBackend:
 
         client = self.client()
         params = self.prepare(request)
+        if not self._endpoint_checked:
+            await self._check_endpoint(str(client.base_url))
         started = self._clock()
         try:
             message = await client.messages.create(
@@ -228,6 +233,12 @@ class ClaudeBackend:
         return completion_from_message(
             message, backend=self.name, lane=self.lane, latency_s=self._clock() - started, host=client.base_url.host
         )
+
+    async def _check_endpoint(self, base_url: str) -> None:
+        async with self._endpoint_lock:  # once, before the first call leaves: is it Ollama? (claude_endpoint)
+            if not self._endpoint_checked:
+                await refuse_ollama(base_url)
+                self._endpoint_checked = True
 
     async def count_tokens(self, request: Request) -> int:
         """Input tokens the API counts for `request` (free, but rate-limited by the API)."""

@@ -32,7 +32,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from ollama_dist.backends.base import Completion, Lane, Request, closed_schema
-from ollama_dist.backends.ollama import chat_messages, num_ctx_for
+from ollama_dist.backends.ollama import chat_messages
+from ollama_dist.backends.ollama_context import num_ctx_for
 from ollama_dist.errors import BadRequest, BadResponse, Timeout, Unreachable
 
 DEFAULT_MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"

@@ -7,6 +7,7 @@ of ``errors.py`` where it enters: transport failures, status codes (with Retry-A
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
@@ -19,9 +20,14 @@ from ollama_dist.errors import (
     Busy,
     ModelMissing,
     RateLimited,
+    RouteMissing,
     Timeout,
     Unreachable,
 )
+
+# How servers say a model is missing: Ollama `model 'x' not found` (and `model "x" not found, try
+# pulling it first`), OpenAI and vLLM `The model `x` does not exist`, others `model not found`.
+_MODEL_NOT_FOUND = re.compile(r"\bmodel\b.{0,200}?\b(not found|does not exist)|model_not_found", re.I | re.S)
 
 
 def transport_error(exc: httpx.TransportError, url: str, *, server: str, hint: str | None) -> BackendError:
@@ -58,7 +64,7 @@ def status_error(response: httpx.Response, *, server: str, model: str) -> Backen
     message = f"{server} answered {status}: {error_message(response)}"
     retry_after = _retry_after(response)
     if status == 404:
-        return ModelMissing(message, hint=f"ollama pull {model}")
+        return _not_found(response, message, server=server, model=model)
     if status == 503:
         return Busy(message, hint="lower the concurrency or raise OLLAMA_MAX_QUEUE", retry_after=retry_after)
     if status == 429:
@@ -68,6 +74,17 @@ def status_error(response: httpx.Response, *, server: str, model: str) -> Backen
     if status == 400 or status == 422:
         return BadRequest(message)
     return BadResponse(message)
+
+
+def _not_found(response: httpx.Response, message: str, *, server: str, model: str) -> BackendError:
+    """A 404 names a missing model, or the route is not there: the server does not speak that API."""
+    if _MODEL_NOT_FOUND.search(error_message(response)):
+        hint = f"ollama pull {model}" if server == "Ollama" else f"check the model name ({model}) the server serves"
+        return ModelMissing(message, hint=hint)
+    url = response.request.url
+    see = "; `ollama-dist ollama status` shows what each route answers" if server == "Ollama" else ""
+    return RouteMissing(f"{message}; this server does not speak the {server} API at {url.path}",
+                        hint=f"check that {url.scheme}://{url.netloc.decode()} is a {server} server{see}")
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -99,6 +116,28 @@ def parse_json_body(response: httpx.Response, *, server: str) -> dict[str, Any]:
     return body
 
 
+async def send(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    body: dict[str, Any] | None,
+    timeout: httpx.Timeout,
+    server: str,
+    model: str = "",
+    hint: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """One HTTP exchange: the 2xx response, or every foreign failure translated into ollama_dist.errors."""
+    try:
+        response = await client.request(method, url, json=body, timeout=timeout, headers=headers)
+    except httpx.TransportError as exc:
+        raise transport_error(exc, url, server=server, hint=hint) from exc
+    if response.status_code >= 300:
+        raise status_error(response, server=server, model=model)
+    return response
+
+
 async def request_json(
     client: httpx.AsyncClient,
     method: str,
@@ -111,11 +150,7 @@ async def request_json(
     hint: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """One HTTP exchange with every foreign failure translated into ollama_dist.errors."""
-    try:
-        response = await client.request(method, url, json=body, timeout=timeout, headers=headers)
-    except httpx.TransportError as exc:
-        raise transport_error(exc, url, server=server, hint=hint) from exc
-    if response.status_code >= 300:
-        raise status_error(response, server=server, model=model)
+    """One HTTP exchange whose 2xx body is a JSON object (see `send` and `parse_json_body`)."""
+    response = await send(client, method, url, body=body, timeout=timeout, server=server, model=model, hint=hint,
+                          headers=headers)
     return parse_json_body(response, server=server)

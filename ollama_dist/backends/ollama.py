@@ -1,98 +1,83 @@
-"""The Ollama backend (`POST /api/chat`) and the status probes the CLI needs.
+"""The Ollama backend (`POST /api/chat`) on one host or a pool.
 
-The HTTP call and its error translation (shared with openai_compat) are ``backends.http``.
+The HTTP call and its error translation (shared with openai_compat) are ``backends.http``; the
+read-only probes (version, tags, ps, show, status) are ``backends.ollama_probe``; how big a
+`num_ctx` a request gets, and keeping it the same within a run, is ``backends.ollama_context``;
+reading the answer's body (JSON, or NDJSON from a server that streams anyway; thinking traces)
+is ``backends.ollama_reply``. Their public names are re-exported here.
 
 Why httpx and not the official `ollama.AsyncClient`: the official client has no
 timeout by default, turns every connection failure into a bare `ConnectionError`
-(refused and unreachable look the same), takes one host per client and hides the
-status code of a non-JSON body. One `httpx.AsyncClient` serves a whole host pool,
-takes an explicit timeout per call, and lets tests inject a transport. The wire
-format (PROTOCOLS.md A.2-A.5) is small enough to speak directly.
+(refused and unreachable look the same), takes one host per client, hides the
+status code of a non-JSON body and fails on an NDJSON body when it asked for none.
+One `httpx.AsyncClient` serves a whole host pool, takes an explicit timeout per call,
+and lets tests inject a transport. The wire format (PROTOCOLS.md A.2-A.5) is small
+enough to speak directly.
 
 Every request is sent with `"stream": false` and an explicit `options.num_ctx`:
 without it the server silently truncates anything over its default context
-(4096 tokens on a CPU-only machine) and the only trace is a low
-`prompt_eval_count`, which this backend turns into a warning.
+(since Ollama 0.15.5 that default depends on the GPU's memory: 4096 below 23 GiB)
+and the only trace is a low `prompt_eval_count`, which this backend turns into a
+warning. The num_ctx is pinned per model and host for the backend's life (a run),
+since a different one reloads the model. Deterministic jobs (temperature 0 or a
+structured answer) are sent `think: false` (`"low"` for gpt-oss, which ignores
+booleans): a reasoning trace spends the answer's budget and breaks structured output.
+A model that refuses the field is asked again without it, once, and remembered.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
 import httpx
-from pydantic import BaseModel, ConfigDict
 
 from ollama_dist.backends.base import Completion, Lane, Request, closed_schema
-from ollama_dist.backends.http import request_json as request_json  # re-exported: it lived here
+from ollama_dist.backends.http import (
+    request_json as request_json,  # re-exported: it lived here
+    send,
+)
+from ollama_dist.backends.ollama_context import ContextPins, estimate_prompt_tokens, needed_tokens, num_ctx_for
+from ollama_dist.backends.ollama_probe import (
+    DEFAULT_HOST,
+    START_HINT,
+    LoadedModel,
+    ModelEntry,
+    OllamaStatus,
+    get_version,
+    list_loaded,
+    list_models,
+    normalize_host,
+    show_context_length,
+    status,
+)
+from ollama_dist.backends.ollama_reply import ChatReply, parse_chat
 from ollama_dist.errors import (
     BackendError,
     BadRequest,
-    BadResponse,
     Busy,
     ConfigError,
     ModelMissing,
+    RateLimited,
+    RouteMissing,
+    Timeout,
     Unreachable,
 )
 
-DEFAULT_HOST = "http://127.0.0.1:11434"
-START_HINT = "start Ollama (`ollama serve`, or `ollama-dist ollama on`)"
-BYTES_PER_TOKEN_ESTIMATE = 3  # conservative: English runs ~4 chars a token, code ~3
-TEMPLATE_TOKENS_PER_MESSAGE = 8
-CONTEXT_HEADROOM_TOKENS = 256
-MIN_NUM_CTX = 2048
 TRUNCATION_RATIO = 0.5
 TRUNCATION_MIN_ESTIMATE = 256
 FULL_CONTEXT_RATIO = 0.95
+HARMONY_PREFIXES = ("gpt-oss",)  # take a think level, ignore booleans (docs/capabilities/thinking.mdx)
+_TRANSIENT = (Busy, Timeout, RateLimited)  # a hint lookup that failed like this is asked again next time
 
-
-def normalize_host(host: str) -> str:
-    """An `OLLAMA_HOST`-style value as a base URL, following Ollama's own rules (A.1).
-
-    No scheme means http on port 11434; `http://h` means port 80 and `https://h`
-    port 443; 0.0.0.0 (a bind address) is reached as 127.0.0.1.
-    """
-    text = host.strip().rstrip("/")
-    scheme, sep, rest = text.partition("://")
-    if not sep:
-        scheme, rest, default_port = "http", text, 11434
-    else:
-        default_port = 443 if scheme == "https" else 80
-    hostport, _, path = rest.partition("/")
-    try:
-        url = httpx.URL(f"{scheme}://{hostport or '127.0.0.1'}")
-    except httpx.InvalidURL as exc:
-        raise ConfigError(f"invalid Ollama host {host!r}: {exc}", field="hosts") from exc
-    name = url.host or "127.0.0.1"
-    if name in ("0.0.0.0", "::"):
-        name = "127.0.0.1"
-    if ":" in name:
-        name = f"[{name}]"
-    port = url.port or default_port
-    return f"{scheme}://{name}:{port}" + (f"/{path}" if path else "")
-
-
-def estimate_tokens(text: str) -> int:
-    """A deliberately generous token estimate: UTF-8 bytes / 3, rounded up."""
-    return math.ceil(len(text.encode("utf-8")) / BYTES_PER_TOKEN_ESTIMATE)
-
-
-def estimate_prompt_tokens(request: Request) -> int:
-    texts = [request.system] if request.system else []
-    texts.extend(m.content for m in request.messages)
-    return sum(estimate_tokens(t) + TEMPLATE_TOKENS_PER_MESSAGE for t in texts)
-
-
-def num_ctx_for(request: Request, limit: int | None = None) -> int:
-    """A context window that holds the prompt and the answer: a multiple of 1024, at
-    least 2048, capped by the model's context length `limit` when it is known."""
-    needed = estimate_prompt_tokens(request) + max(request.max_tokens, 0) + CONTEXT_HEADROOM_TOKENS
-    ctx = max(MIN_NUM_CTX, math.ceil(needed / 1024) * 1024)
-    return min(ctx, limit) if limit else ctx
+__all__ = [
+    "DEFAULT_HOST", "START_HINT", "LoadedModel", "ModelEntry", "OllamaBackend", "OllamaStatus", "chat_messages",
+    "estimate_prompt_tokens", "get_version", "list_loaded", "list_models", "normalize_host", "num_ctx_for",
+    "request_json", "show_context_length", "status",
+]
 
 
 def chat_messages(request: Request) -> list[dict[str, str]]:
@@ -102,22 +87,36 @@ def chat_messages(request: Request) -> list[dict[str, str]]:
     return messages
 
 
-# --- the backend --------------------------------------------------------------------
+def deterministic(request: Request) -> bool:
+    """A job whose answer should not wander: temperature 0, or a structured answer."""
+    return request.temperature == 0 or request.schema_ is not None or request.output_format != "text"
 
 
 @dataclass
 class _HostState:
+    slots: int = 1
     in_flight: int = 0
     down_until: float = 0.0
+
+
+@dataclass
+class _ModelHints:
+    """What a host said about a model, asked once: trained context (/api/show), loaded one (/api/ps)."""
+
+    limit: int | None = None
+    loaded: int | None = None
 
 
 class OllamaBackend:
     """`POST /api/chat` on one Ollama host or a pool of them; lane "local".
 
     hosts: base URLs or `OLLAMA_HOST`-style values. With several, each call goes to
-        the host with the fewest calls in flight (from this instance); a host that
-        refuses the connection is marked down for `down_for_s` and the next is tried;
-        a busy (503) host or one missing the model is skipped too.
+        the host with the most room (calls in flight from this instance per slot); a
+        host that refuses the connection is marked down for `down_for_s` and the next
+        is tried; a busy (503) host, one missing the model and one that does not
+        speak the Ollama API (404 on the route) are skipped too.
+    slots: requests each host serves at once (its OLLAMA_NUM_PARALLEL), by host;
+        unlisted hosts have 1.
     client: an `httpx.AsyncClient` to use (not closed by the backend); by default the
         backend makes one, closed by `aclose()` / `async with`.
     keep_alive: sent with every request ("10m"; a number is seconds).
@@ -132,6 +131,7 @@ class OllamaBackend:
         self,
         hosts: Sequence[str] = (DEFAULT_HOST,),
         *,
+        slots: Mapping[str, int] | None = None,
         client: httpx.AsyncClient | None = None,
         keep_alive: str | int = "10m",
         connect_timeout_s: float = 5.0,
@@ -141,15 +141,18 @@ class OllamaBackend:
         if not hosts:
             raise ConfigError("no Ollama host configured", field="hosts")
         self.hosts = tuple(dict.fromkeys(normalize_host(h) for h in hosts))
+        given = {normalize_host(h): max(1, n) for h, n in (slots or {}).items()}
         self._client = client
         self._owns_client = client is None
         self._keep_alive = keep_alive
         self._connect_timeout_s = connect_timeout_s
         self._down_for_s = down_for_s
         self._clock = clock
-        self._state = {h: _HostState() for h in self.hosts}
-        self._context_lengths: dict[tuple[str, str], int | None] = {}
-        self._show_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._state = {h: _HostState(slots=given.get(h, 1)) for h in self.hosts}
+        self._hints: dict[tuple[str, str], _ModelHints] = {}
+        self._hint_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._pins = ContextPins()
+        self._no_think: set[tuple[str, str]] = set()
 
     async def __aenter__(self) -> Self:
         return self
@@ -165,6 +168,14 @@ class OllamaBackend:
     def in_flight(self, host: str) -> int:
         """Calls this backend has in flight on `host`."""
         return self._state[normalize_host(host)].in_flight
+
+    def slots(self, host: str) -> int:
+        """Requests `host` serves at once, as configured."""
+        return self._state[normalize_host(host)].slots
+
+    def num_ctx(self, host: str, model: str) -> int | None:
+        """The num_ctx this backend sends `model` on `host` now (None before its first call)."""
+        return self._pins.get(normalize_host(host), model)
 
     def down_hosts(self) -> tuple[str, ...]:
         """Hosts skipped for now because they refused a connection recently."""
@@ -185,7 +196,7 @@ class OllamaBackend:
     def _candidates(self) -> list[str]:
         now = self._clock()
         up = [h for h in self.hosts if self._state[h].down_until <= now]
-        return sorted(up, key=lambda h: self._state[h].in_flight)
+        return sorted(up, key=lambda h: (self._state[h].in_flight / self._state[h].slots, self._state[h].in_flight))
 
     async def complete(self, request: Request) -> Completion:
         candidates = self._candidates()
@@ -203,7 +214,7 @@ class OllamaBackend:
             except Unreachable as exc:
                 self._state[host].down_until = self._clock() + self._down_for_s
                 failures.append(exc)
-            except (Busy, ModelMissing) as exc:
+            except (Busy, ModelMissing, RouteMissing) as exc:
                 failures.append(exc)
         error = self._pool_error(failures)
         if any(error is f for f in failures):
@@ -213,7 +224,7 @@ class OllamaBackend:
     def _pool_error(self, failures: list[BackendError]) -> BackendError:
         if len(failures) == 1:
             return failures[0]
-        for kind in (Busy, ModelMissing):
+        for kind in (Busy, ModelMissing, RouteMissing):
             found = [f for f in failures if isinstance(f, kind)]
             if found:
                 return found[-1]
@@ -226,25 +237,40 @@ class OllamaBackend:
         state.in_flight += 1
         try:
             timeout = self._timeout(request.timeout_s)
-            limit = await self._context_length(host, request.model, timeout)
-            num_ctx = num_ctx_for(request, limit)
+            hints = await self._model_hints(host, request.model, timeout)
+            num_ctx = self._pins.choose(host, request.model, needed_tokens(request), limit=hints.limit,
+                                        loaded=hints.loaded)
             started = self._clock()
-            data = await request_json(
-                self._http(),
-                "POST",
-                f"{host}/api/chat",
-                body=self._chat_body(request, num_ctx),
-                timeout=timeout,
-                server="Ollama",
-                model=request.model,
-                hint=START_HINT,
-            )
+            reply, think = await self._chat(host, request, num_ctx, timeout)
             latency = self._clock() - started
         finally:
             state.in_flight -= 1
-        return self._completion(data, request, host, num_ctx, limit, latency)
+        return self._completion(reply, request, host, num_ctx, hints.limit, latency, think)
 
-    def _chat_body(self, request: Request, num_ctx: int) -> dict[str, Any]:
+    async def _chat(self, host: str, request: Request, num_ctx: int,
+                    timeout: httpx.Timeout) -> tuple[ChatReply, bool | str | None]:
+        think = self._think(host, request)
+        try:
+            return await self._post_chat(host, self._chat_body(request, num_ctx, think), request, timeout), think
+        except BadRequest as exc:
+            if think is None or "think" not in exc.message.lower():
+                raise
+            self._no_think.add((host, request.model))  # this model refuses the field: never send it again
+            body = self._chat_body(request, num_ctx, None)
+            return await self._post_chat(host, body, request, timeout), None
+
+    async def _post_chat(self, host: str, body: dict[str, Any], request: Request,
+                         timeout: httpx.Timeout) -> ChatReply:
+        response = await send(self._http(), "POST", f"{host}/api/chat", body=body, timeout=timeout,
+                              server="Ollama", model=request.model, hint=START_HINT)
+        return parse_chat(response, where=host)
+
+    def _think(self, host: str, request: Request) -> bool | str | None:
+        if not deterministic(request) or (host, request.model) in self._no_think:
+            return None
+        return "low" if request.model.startswith(HARMONY_PREFIXES) else False
+
+    def _chat_body(self, request: Request, num_ctx: int, think: bool | str | None) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": request.model,
             "messages": chat_messages(request),
@@ -256,21 +282,18 @@ class OllamaBackend:
             },
             "keep_alive": self._keep_alive,
         }
+        if think is not None:
+            body["think"] = think
         if request.schema_ is not None:
             body["format"] = closed_schema(request.schema_)
         elif request.output_format in ("json", "yaml"):
             body["format"] = "json"
         return body
 
-    def _completion(
-        self, data: dict[str, Any], request: Request, host: str, num_ctx: int, limit: int | None, latency: float
-    ) -> Completion:
-        message = data.get("message")
-        content = message.get("content") if isinstance(message, dict) else None
-        if not isinstance(content, str):
-            raise BadResponse(f"Ollama at {host} answered without message.content")
-        prompt_tokens = _int(data.get("prompt_eval_count"))
+    def _completion(self, reply: ChatReply, request: Request, host: str, num_ctx: int, limit: int | None,
+                    latency: float, think: bool | str | None) -> Completion:
         estimate = estimate_prompt_tokens(request)
+        prompt_tokens = reply.prompt_eval_count
         warnings: list[str] = []
         if limit is not None and estimate + request.max_tokens > limit:
             warnings.append(f"prompt (~{estimate} tokens) may not fit the model's context length ({limit})")
@@ -281,166 +304,67 @@ class OllamaBackend:
                 f"probable truncation: the server read {prompt_tokens} prompt tokens, ~{estimate} were sent "
                 f"(num_ctx {num_ctx})"
             )
+        stop_reason = reply.done_reason
+        if 0 < request.max_tokens <= reply.eval_count and stop_reason != "length":
+            warnings.append(f"the server said {stop_reason or 'nothing'!r}, but the answer used all "
+                            f"{request.max_tokens} tokens of num_predict: taken as cut off")
+            stop_reason = "length"
+        thinking_tokens = _share(reply.eval_count, len(reply.thinking), len(reply.content))
+        if reply.thinking and think is not None:
+            warnings.append(f"{request.model} reasoned though asked not to (think: {think}); "
+                            f"~{thinking_tokens} of {reply.eval_count} generated tokens were its trace")
+        if reply.streamed:
+            warnings.append(f"Ollama at {host} streamed its answer though asked not to")
         return Completion(
-            text=content,
-            model=str(data.get("model") or request.model),
+            text=reply.content,
+            model=reply.model or request.model,
             backend=self.name,
             lane=self.lane,
             input_tokens=prompt_tokens,
-            output_tokens=_int(data.get("eval_count")),
+            output_tokens=reply.eval_count,
+            thinking_tokens=thinking_tokens,
             latency_s=latency,
-            stop_reason=str(data["done_reason"]) if data.get("done_reason") else None,
+            stop_reason=stop_reason,
             host=host,
             warnings=tuple(warnings),
         )
 
-    async def _context_length(self, host: str, model: str, timeout: httpx.Timeout) -> int | None:
+    async def _model_hints(self, host: str, model: str, timeout: httpx.Timeout) -> _ModelHints:
+        """The trained and the loaded context of `model` on `host`: hints for sizing, never a reason to fail.
+
+        A route that fails (404 on a server without it, 401 behind a proxy, 503) leaves the hint
+        unknown and num_ctx is sized from the request alone; only a refused connection, which
+        the chat itself would meet, goes on.
+        """
         key = (host, model)
-        if key in self._context_lengths:
-            return self._context_lengths[key]
-        async with self._show_locks.setdefault(key, asyncio.Lock()):  # one /api/show for a burst
-            if key not in self._context_lengths:
-                try:
-                    length = await show_context_length(self._http(), host, model, timeout=timeout)
-                except (BadResponse, BadRequest):
-                    return None  # an odd /api/show is no reason to fail the call itself
-                self._context_lengths[key] = length
-        return self._context_lengths[key]
+        if key in self._hints:
+            return self._hints[key]
+        async with self._hint_locks.setdefault(key, asyncio.Lock()):  # one lookup for a burst
+            if key in self._hints:
+                return self._hints[key]
+            hints, transient = _ModelHints(), False
+            try:
+                hints.limit = await show_context_length(self._http(), host, model, timeout=timeout)
+            except Unreachable:
+                raise
+            except BackendError as exc:
+                transient = isinstance(exc, (*_TRANSIENT, ModelMissing))
+            try:
+                loaded = await list_loaded(self._http(), host, timeout_s=min(5.0, timeout.read or 5.0))
+                hints.loaded = next((m.context_length for m in loaded if _same_model(m.name, model)), None)
+            except BackendError:
+                pass
+            if not transient:
+                self._hints[key] = hints
+            return hints
 
 
-def _int(value: Any) -> int:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+def _same_model(listed: str, model: str) -> bool:
+    full = model if ":" in model else f"{model}:latest"
+    return listed in (model, full)
 
 
-# --- status probes ------------------------------------------------------------------
-
-
-class ModelEntry(BaseModel):
-    """One model from `/api/tags`."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    size: int = 0
-    family: str | None = None
-    parameter_size: str | None = None
-    quantization: str | None = None
-
-
-class LoadedModel(BaseModel):
-    """One model from `/api/ps`: what is in memory, with which context."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    context_length: int | None = None
-    size: int = 0
-    size_vram: int = 0
-    expires_at: str | None = None
-
-
-class OllamaStatus(BaseModel):
-    """What `ollama-dist ollama status` shows for one host."""
-
-    model_config = ConfigDict(frozen=True)
-
-    host: str
-    reachable: bool
-    version: str | None = None
-    models: tuple[ModelEntry, ...] = ()
-    loaded: tuple[LoadedModel, ...] = ()
-    error: str | None = None
-
-
-def _probe_timeout(seconds: float) -> httpx.Timeout:
-    return httpx.Timeout(seconds, connect=min(seconds, 5.0))
-
-
-async def get_version(client: httpx.AsyncClient, host: str, *, timeout_s: float = 5.0) -> str:
-    base = normalize_host(host)
-    data = await request_json(
-        client, "GET", f"{base}/api/version", body=None, timeout=_probe_timeout(timeout_s), server="Ollama",
-        hint=START_HINT
-    )
-    return str(data.get("version", ""))
-
-
-async def list_models(client: httpx.AsyncClient, host: str, *, timeout_s: float = 5.0) -> tuple[ModelEntry, ...]:
-    base = normalize_host(host)
-    data = await request_json(
-        client, "GET", f"{base}/api/tags", body=None, timeout=_probe_timeout(timeout_s), server="Ollama",
-        hint=START_HINT
-    )
-    entries = []
-    for item in _dicts(data.get("models")):
-        raw_details = item.get("details")
-        details: dict[str, Any] = raw_details if isinstance(raw_details, dict) else {}
-        entries.append(
-            ModelEntry(
-                name=str(item.get("name") or item.get("model") or "?"),
-                size=_int(item.get("size")),
-                family=details.get("family"),
-                parameter_size=details.get("parameter_size"),
-                quantization=details.get("quantization_level"),
-            )
-        )
-    return tuple(entries)
-
-
-async def list_loaded(client: httpx.AsyncClient, host: str, *, timeout_s: float = 5.0) -> tuple[LoadedModel, ...]:
-    base = normalize_host(host)
-    data = await request_json(
-        client, "GET", f"{base}/api/ps", body=None, timeout=_probe_timeout(timeout_s), server="Ollama", hint=START_HINT
-    )
-    return tuple(
-        LoadedModel(
-            name=str(item.get("name") or item.get("model") or "?"),
-            context_length=_int(item.get("context_length")) or None,
-            size=_int(item.get("size")),
-            size_vram=_int(item.get("size_vram")),
-            expires_at=item.get("expires_at") if isinstance(item.get("expires_at"), str) else None,
-        )
-        for item in _dicts(data.get("models"))
-    )
-
-
-async def show_context_length(
-    client: httpx.AsyncClient, host: str, model: str, *, timeout: httpx.Timeout | None = None
-) -> int | None:
-    """The trained context length from `/api/show` (`model_info["<family>.context_length"]`),
-    None when the server does not say. A missing model raises ModelMissing."""
-    base = normalize_host(host)
-    data = await request_json(
-        client,
-        "POST",
-        f"{base}/api/show",
-        body={"model": model},
-        timeout=timeout or _probe_timeout(5.0),
-        server="Ollama",
-        model=model,
-        hint=START_HINT,
-    )
-    info = data.get("model_info")
-    if not isinstance(info, dict):
-        return None
-    lengths = [_int(v) for k, v in info.items() if isinstance(k, str) and k.endswith(".context_length")]
-    return max(lengths) if any(lengths) else None
-
-
-async def status(client: httpx.AsyncClient, host: str, *, timeout_s: float = 5.0) -> OllamaStatus:
-    """Reachability, version, available and loaded models of one host. Never raises
-    a BackendError: an unreachable or broken server is reported in the result."""
-    base = normalize_host(host)
-    try:
-        version = await get_version(client, base, timeout_s=timeout_s)
-        models = await list_models(client, base, timeout_s=timeout_s)
-        loaded = await list_loaded(client, base, timeout_s=timeout_s)
-    except Unreachable as exc:
-        return OllamaStatus(host=base, reachable=False, error=exc.message)
-    except BackendError as exc:
-        return OllamaStatus(host=base, reachable=True, error=exc.message)
-    return OllamaStatus(host=base, reachable=True, version=version, models=models, loaded=loaded)
-
-
-def _dicts(value: Any) -> list[dict[str, Any]]:
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+def _share(total: int, part: int, rest: int) -> int:
+    """`total` tokens apportioned to `part` of `part + rest` characters (Ollama counts the trace in
+    eval_count without saying how much of it was the trace)."""
+    return round(total * part / (part + rest)) if part and total else 0

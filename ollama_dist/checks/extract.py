@@ -1,6 +1,7 @@
 """Pieces of an answer's text, found before any parsing: Markdown code fences,
-top-level bracket spans, the tail a cut-off answer leaves unclosed, json_repair's
-reading of near-JSON when it is believable, and short excerpts for a reason.
+top-level bracket spans, whether an answer is cut off inside JSON, json_repair's
+reading of near-JSON when it is believable (never of a cut-off one), and short
+excerpts for a reason.
 
 Pure: no I/O, no state. ``validate`` tries these in order (see its ``Fallback``).
 """
@@ -85,6 +86,19 @@ def balanced_spans(text: str) -> Iterator[str]:
 
 def _span_end(text: str, start: int) -> int | None:
     """The index after the bracket that closes the one at ``start``, or None."""
+    end, _ = _scan(text, start)
+    return end
+
+
+def open_at_end(text: str) -> bool:
+    """Whether ``text`` (from its first bracket) ends inside a string or an unclosed bracket: cut off."""
+    found = OPENER.search(text)
+    return found is not None and _scan(text, found.start())[1]
+
+
+def _scan(text: str, start: int) -> tuple[int | None, bool]:
+    """(the index after the bracket that closes the one at ``start`` or None, whether the text
+    ends inside a string or an open bracket)."""
     stack: list[str] = []
     quote, escaped = "", False
     for index in range(start, len(text)):
@@ -101,11 +115,11 @@ def _span_end(text: str, start: int) -> int | None:
         elif char in _CLOSER:
             stack.append(_CLOSER[char])
         elif char in "}]":
-            if char != stack.pop():
-                return None
+            if not stack or char != stack.pop():
+                return None, False
             if not stack:
-                return index + 1
-    return None
+                return index + 1, False
+    return None, bool(quote or stack)
 
 
 # --- near-JSON ----------------------------------------------------------------------
@@ -118,8 +132,11 @@ def repair(source: str) -> dict[str, Any] | list[Any] | None:
     several objects one list, "[the docs]" ["the docs"]. A repair counts only as a
     non-empty container of the kind the source opens with, without NaN/Infinity, and
     with more than bare words: a quote in the source, a colon in an object's source,
-    or a leaf that is not a string.
+    or a leaf that is not a string. Never for a source that ends inside a string or an
+    open bracket: closing a cut-off answer invents its end (`"gender": "` becomes `""`).
     """
+    if open_at_end(source):
+        return None
     import json_repair
 
     try:
@@ -144,15 +161,6 @@ def _leaves(value: Any) -> Iterator[Any]:
             stack.extend(node.values() if isinstance(node, dict) else node)
         else:
             yield node
-
-
-def unclosed_tail(text: str) -> str:
-    """From the first bracket to the end, if that bracket is never closed (a cut-off
-    answer); "" otherwise."""
-    found = OPENER.search(text)
-    if found is None or _span_end(text, found.start()) is not None:
-        return ""
-    return text[found.start() :].strip()
 
 
 # --- excerpts -----------------------------------------------------------------------

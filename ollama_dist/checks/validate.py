@@ -203,7 +203,7 @@ def _parse_json(answer: str, container: bool) -> _Parsed | str:
                 return _Parsed(value, fallback)
             if not ok and first_error is None and extract.OPENER.match(candidate):
                 first_error = value
-    sources = [*stages[1][1], *stages[2][1], extract.unclosed_tail(answer)]
+    sources = [*stages[1][1], *stages[2][1]]  # never a cut-off tail: closing it would invent its end
     for source in dict.fromkeys(s for s in sources if extract.OPENER.match(s)):
         repaired = extract.repair(source)
         if repaired is not None:
@@ -231,6 +231,8 @@ def _json_reason(answer: str, first_error: str | None) -> str:
     ok, value = _loads(answer.strip())
     if ok:  # a scalar where an object or array is wanted
         return f"expected a JSON object or array, got {_kind(value)}"
+    if extract.open_at_end(answer):
+        return "the JSON is cut off: it ends inside a string or an open bracket (nothing closes it)"
     if first_error is not None:
         return first_error
     if extract.OPENER.search(answer) is None:

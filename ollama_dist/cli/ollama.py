@@ -1,8 +1,10 @@
 """`ollama-dist ollama status|on|off`: see and manage the local Ollama server.
 
-status  every configured host: reachable, version, models pulled (/api/tags), models in
-        memory with their context and size (/api/ps), and the configured local model
-        when it is missing, with the `ollama pull` that fixes it.
+status  every configured host: reachable, what each route answered: version, models
+        pulled (/api/tags), models in memory with their context and size (/api/ps); its
+        slots (ollama.num_parallel); the configured local model when it is missing, with
+        the `ollama pull` that fixes it; the other local tiers (OpenAI-compatible servers,
+        the embedded model); and a warning when cloud.base_url is an Ollama server.
 on      start the systemd unit `ollama.service` when there is one; else `ollama serve`
         in the background, in a session of its own, its output in `ollama.log` and its
         pid in `ollama.pid` in the ollama-dist home; then wait for `/api/version`.
@@ -23,7 +25,7 @@ from typing import Annotated, Any
 import typer
 
 from ollama_dist.exits import handled
-from ollama_dist.integrations.ollama_control.probe import probe
+from ollama_dist.integrations.ollama_control.probe import embedded_tier, probe
 from ollama_dist.integrations.ollama_control.process import (
     DEFAULT_WARM_CTX,
     UNIT,
@@ -60,35 +62,66 @@ def status_command(
     as_json: JsonOpt = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each host.")] = 5.0,
 ) -> None:
-    """Each configured host: reachable, version, models pulled and loaded, configured models missing.
+    """Each configured host: what each route answered (version, models pulled, loaded), its slots, missing
+    models; then the other local tiers (OpenAI-compatible servers, the embedded model).
 
-    Exit code 0 when every host answers, 1 otherwise.
+    Exit code 0 when every host answers as Ollama, 1 otherwise.
     """
     import asyncio
 
     from ollama_dist.config import load_settings
 
     settings = load_settings()
+    o = settings.ollama
     wanted = [settings.models.local]
-    reports = asyncio.run(probe(settings.ollama.hosts, wanted, timeout_s=timeout))
-    server = LocalServer(settings.home, settings.ollama.hosts[0]) if settings.ollama.hosts else None
+    reports = asyncio.run(probe(o.hosts, wanted, timeout_s=timeout, slots={h: o.slots_for(h) for h in o.hosts}))
+    embedded = embedded_tier(o.embedded, o.embedded_model_path, settings.home)
+    cloud_warning = asyncio.run(_cloud_is_ollama(settings.cloud.base_url, [*o.hosts, *o.openai_compat]))
+    server = LocalServer(settings.home, o.hosts[0]) if o.hosts else None
     managed = _managed(server) if server is not None else None
     if as_json:
         _print({"hosts": [r.as_json() for r in reports], "all_reachable": all(r.reachable for r in reports),
-                "configured_models": wanted, "managed": managed})
+                "configured_models": wanted, "managed": managed, "openai_compat": list(o.openai_compat),
+                "embedded": embedded.as_json(), "cloud_base_url_is_ollama": cloud_warning})
     else:
         from rich.console import Console
 
         from ollama_dist.report import render
 
-        Console().print(render.ollama_status_table(reports))
+        console = Console()
+        console.print(render.ollama_status_table(reports))
+        for url in o.openai_compat:
+            console.print(f"OpenAI-compatible server (next local tier): {url}")
+        console.print(f"embedded tier (last local tier): {embedded.state}")
     for r in reports:
         if not r.reachable:
             _err(f"{r.status.host}: not reachable ({r.status.error}); start it with `ollama-dist ollama on`")
+        elif not r.speaks_ollama:
+            _err(f"{r.status.host}: something answers there, but not as Ollama (is it another server?): "
+                 f"{r.status.error}")
+        elif r.status.error:
+            _err(f"{r.status.host}: answered, but not every route: {r.status.error}")
         for model in r.missing:
             _err(f"{r.status.host}: {model} is not pulled; fix: ollama pull {model}")
-    if not all(r.reachable for r in reports):
+    if cloud_warning:
+        _err(f"cloud.base_url points at Ollama, not Claude: {cloud_warning}")
+    if not all(r.speaks_ollama for r in reports):
         raise typer.Exit(1)
+
+
+async def _cloud_is_ollama(base_url: str | None, local_urls: list[str]) -> str | None:
+    """Why the cloud base URL is an Ollama server, or None (no base URL, or not Ollama)."""
+    if not base_url:
+        return None
+    import httpx
+
+    from ollama_dist.backends.claude_endpoint import answers_as_ollama, ollama_lookalike
+
+    why = ollama_lookalike(base_url, local_urls)
+    if why is None:
+        async with httpx.AsyncClient(trust_env=False) as client:
+            why = await answers_as_ollama(client, base_url)
+    return why
 
 
 def _managed(server: LocalServer) -> dict[str, Any] | None:
@@ -101,11 +134,12 @@ def _managed(server: LocalServer) -> dict[str, Any] | None:
 
 
 def _server(host: str | None) -> tuple[LocalServer, Any]:
-    from ollama_dist.config import load_settings
+    from ollama_dist.config import load_settings, ollama_host_url
 
     settings = load_settings()
     chosen = host or pick_local_host(settings.ollama.hosts)
-    return LocalServer(settings.home, chosen), settings
+    slots = settings.ollama.num_parallel.get(ollama_host_url(chosen))
+    return LocalServer(settings.home, chosen, num_parallel=slots), settings
 
 
 @app.command("on")

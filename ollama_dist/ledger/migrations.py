@@ -110,6 +110,11 @@ MIGRATIONS: list[tuple[str, str]] = [
             created_at       REAL NOT NULL
         );
     """),
+    # of an attempt's output tokens, how many were the model's reasoning trace (a thinking model's
+    # message.thinking; Ollama counts it in eval_count without saying how much it was)
+    ("0011_attempts_thinking_tokens", """
+        ALTER TABLE attempts ADD COLUMN thinking_tokens INTEGER NOT NULL DEFAULT 0
+    """),
     # `run --refresh`: the answers a run discarded, so they are never served again; the attempts
     # themselves stay (the ledger keeps its history). A cached answer is served only when it is
     # newer than its key's last discard.

@@ -68,6 +68,7 @@ class Attempt:
     ts: float = 0.0
     reported_cost_usd: float | None = None  # what the backend said it cost (Claude Code's estimate)
     tokens_estimated: bool = False  # a handed-back job: its tokens are an estimate
+    thinking_tokens: int = 0  # of output_tokens, the reasoning trace (an estimate where not reported)
 
 
 ATTEMPT_COLUMNS = tuple(f.name for f in fields(Attempt))

@@ -40,6 +40,7 @@ class Line:
     text: str
     cut: Cut = "tail"
     style: str = ""
+    sizes: bool = True  # False: the line takes the width the cell's other lines give it, never more
 
 
 class Fit:
@@ -47,10 +48,10 @@ class Fit:
 
     def __init__(self, *lines: Line) -> None:
         # one line each: a newline or a tab in a reason must not make the cell taller
-        self.lines = [Line(_SPACES.sub(" ", ln.text).strip(), ln.cut, ln.style) for ln in lines if ln.text]
+        self.lines = [Line(_SPACES.sub(" ", ln.text).strip(), ln.cut, ln.style, ln.sizes) for ln in lines if ln.text]
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
-        widest = max((cell_len(ln.text) for ln in self.lines), default=0)
+        widest = max((cell_len(ln.text) for ln in self.lines if ln.sizes), default=0)
         return Measurement(min(widest, MIN_WIDTH), widest).clamp(max_width=options.max_width)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
@@ -71,7 +72,7 @@ def fit(text: str, width: int, cut: Cut) -> str:
         kept = set_cell_size(text, width - 1)
         space = kept.rfind(" ")
         at_word_end = text[len(kept)].isspace()
-        if not at_word_end and space >= (2 * width) // 3:  # end at a word when that loses little
+        if not at_word_end and space >= width // 3:  # end at a word unless that loses most of the line
             kept = kept[:space]
         return kept.rstrip() + ELLIPSIS
     colon = text.find(":")
@@ -91,6 +92,8 @@ def fit(text: str, width: int, cut: Cut) -> str:
 def _from_step(text: str, width: int) -> str | None:
     """The longest end of a path that fits `width` and starts at a `/` (the file name at least)."""
     tail = _last_cells(text, width)
+    if len(tail) == len(text) or text[len(text) - len(tail) - 1] == "/":
+        return tail  # it already starts at a step
     step = tail.find("/")
     return tail[step:] if step >= 0 else None
 

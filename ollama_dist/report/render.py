@@ -79,7 +79,7 @@ def jobs_table(report: RunReport, verbose: bool = False) -> Table:
     table = _compact(f"run {report.run_id}")
     table.add_column("job / output or reason")
     table.add_column("routed", no_wrap=True)
-    table.add_column("answered by", no_wrap=True)
+    table.add_column("answered by", no_wrap=not verbose)
     table.add_column("status", no_wrap=True)
     table.add_column("tries", justify="right", no_wrap=True)
     for o in report.outcomes:
@@ -90,7 +90,12 @@ def jobs_table(report: RunReport, verbose: bool = False) -> Table:
             detail = Line("→ " + _path(o.output_path), "wrap" if verbose else "tail", "dim")
         else:
             detail = _reason(o.reason or "", verbose, "dim" if o.status == "ok" else "yellow")
-        table.add_row(Fit(_id(o.job.id, verbose), detail), o.decision.target, o.actual_model or "-", status,
+        answering = o.answering
+        model = Line(answering.model if answering else o.actual_model or "-", "wrap" if verbose else "tail")
+        # which tier and host, not only the model; in the compact table it takes the model's width
+        host = Line(f"on {o.answered_on}" if o.answered_on else "", "wrap" if verbose else "head", "dim",
+                    sizes=verbose)
+        table.add_row(Fit(_id(o.job.id, verbose), detail), o.decision.target, Fit(model, host), status,
                       str(len(o.attempts)))
     if not verbose and any(o.reason and not o.output_path for o in report.outcomes):
         table.caption = "reasons cut to one line: --verbose for all of them, --json for everything"
@@ -236,10 +241,11 @@ def router_days_chart(days: Sequence[Day], width: int = 32) -> Table:
 
 
 def ollama_status_table(reports: Sequence[HostReport]) -> Table:
-    """ollama status: one row per configured host."""
+    """ollama status: one row per configured host; a route that failed is named in its state."""
     table = Table(title="Ollama")
     table.add_column("host", overflow="fold")
-    table.add_column("state")
+    table.add_column("state", overflow="fold")
+    table.add_column("slots", justify="right")
     table.add_column("models pulled", overflow="fold")
     table.add_column("loaded now (context, memory)", overflow="fold")
     table.add_column("missing → fix", overflow="fold")
@@ -247,12 +253,16 @@ def ollama_status_table(reports: Sequence[HostReport]) -> Table:
         s = r.status
         if not s.reachable:
             state = Text("down", style="red")
-        elif s.error:
-            state = Text(f"error: {s.error}", style="red")
         else:
-            state = Text(f"up {s.version}", style="green")
-        pulled = ", ".join(m.name for m in s.models) or "-"
-        loaded = "\n".join(f"{m.name} ({m.context_length or '?'} ctx, {_gib(m.size)})" for m in s.loaded) or "-"
+            state = Text(f"up {s.version}" if s.version else "up, version unknown",
+                         style="green" if s.complete else "yellow")
+            for route in s.routes:
+                if not route.ok:
+                    state.append(f"\n{route.route}: {route.error}", style="red")
+        pulled = ", ".join(m.name for m in s.models) or ("-" if s.answered("/api/tags") else "?")
+        loaded = "\n".join(f"{m.name} ({m.context_length or '?'} ctx, {_gib(m.size)})" for m in s.loaded)
+        loaded = loaded or ("-" if s.answered("/api/ps") else "?")
         missing = "\n".join(f"{m} → ollama pull {m}" for m in r.missing) or "-"
-        table.add_row(s.host, state, pulled, loaded, Text(missing, style="yellow" if r.missing else "default"))
+        table.add_row(s.host, state, str(r.slots), pulled, loaded,
+                      Text(missing, style="yellow" if r.missing else "default"))
     return table

@@ -1,14 +1,15 @@
-"""The router's second opinion: where no hard rule fires, the nearest labelled instructions vote.
+"""The router's second opinion: the nearest labelled instructions vote.
 
 The instruction (name, description, system, prompt, output spec; never the input) is
 embedded with all-MiniLM-L6-v2 (int8 ONNX, run by onnxruntime, tokenised by `tokenizers`;
 the `semantic` extra) and compared by cosine with the exemplar bank. P(local) is the
-distance-weighted share of deterministic exemplars among the k nearest. The decision is
-`cloud unless P(local) > t and nothing outside the words says cloud` (see `combine`).
+distance-weighted share of deterministic exemplars among the k nearest. What the opinion
+decides is routing/decision.py's: `cloud unless P(local) > t` where no hard rule fires, and
+a clear bar to overturn a word rule.
 
-Nothing heavy is imported until the first soft decision: a route decided by hard rules
-alone never loads the model. A missing extra or a broken model file leaves rules + score
-as they are, with one note.
+Nothing heavy is imported until the router first asks: a route decided by hard rules that
+are not open to review never loads the model. A missing extra or a broken model file leaves
+rules + score as they are, with one note.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ollama_dist.config import RouterSettings, Settings
 from ollama_dist.errors import OllamaDistError
+from ollama_dist.routing.decision import Neighbour, Opinion
 from ollama_dist.routing.exemplars import Exemplar, bank_key, shipped_bank, task_text, text_key, user_bank
-from ollama_dist.routing.router import Decision, TaskHistory
-from ollama_dist.tasks.model import Job, Task
+from ollama_dist.tasks.model import Task
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,9 +40,6 @@ TOKENIZER = "data/all-MiniLM-L6-v2-tokenizer.json"
 SHIPPED_VECTORS = "data/exemplars/bank.npz"
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
 NEAREST_SHOWN = 3
-# A score this far past its threshold (reasoning markers, a qualitative goal, many steps) keeps
-# the task on cloud whatever the neighbours say: the asymmetric rule, when two opinions differ.
-SCORE_VETO_MARGIN = 0.10
 
 
 class Unavailable(OllamaDistError):
@@ -158,19 +156,6 @@ def _file_digest(path: Path) -> str:
 # ---------------------------------------------------------------- the classifier
 
 
-@dataclass(frozen=True)
-class Neighbour:
-    id: str
-    label: str
-    similarity: float
-
-
-@dataclass(frozen=True)
-class Opinion:
-    p_local: float
-    nearest: tuple[Neighbour, ...]
-
-
 class Knn:
     """Distance-weighted k nearest neighbours by cosine (vectors are unit length)."""
 
@@ -194,9 +179,10 @@ class Knn:
         top = top[np.argsort(-sims[top])]
         weights = 1.0 / np.clip(1.0 - sims[top], 1e-3, None)  # distance-weighted: 1 / (1 - cosine)
         p_local = float(weights[self._local[top]].sum() / weights.sum())
-        nearest = tuple(Neighbour(self.exemplars[i].id, self.exemplars[i].label, round(float(sims[i]), 3))
+        nearest = tuple(Neighbour(id=self.exemplars[i].id, label=self.exemplars[i].label,
+                                  similarity=round(float(sims[i]), 3), name=self.exemplars[i].text.split("\n", 1)[0])
                         for i in top[:NEAREST_SHOWN])
-        return Opinion(round(p_local, 3), nearest)
+        return Opinion.of(round(p_local, 3), nearest, self.k)
 
 
 def bank_vectors(exemplars: Sequence[Exemplar], embedder: Embedder, cache_dir: Path | None) -> Vectors:
@@ -240,7 +226,7 @@ Loader = Callable[[], Loaded]
 
 
 class SecondOpinion:
-    """Reviews soft-score decisions; loads the model on the first one (see the module docstring)."""
+    """The router's Reviewer; loads the model the first time it is asked (see the module docstring)."""
 
     def __init__(self, settings: RouterSettings, *, home: Path | None = None, store: VectorStore | None = None,
                  loader: Loader | None = None) -> None:
@@ -251,7 +237,6 @@ class SecondOpinion:
         self._loader = loader or self._load
         self._loaded: Loaded | None = None
         self._failed: str | None = None
-        self._noted = False
         self._by_task: dict[int, tuple[Task, Opinion]] = {}
         self._by_text: dict[str, Opinion] = {}
         self.embedded = 0  # texts embedded for tasks in this process (the cache's proof)
@@ -284,7 +269,12 @@ class SecondOpinion:
         knn = base.knn
         return Loaded(base.embedder, Knn(knn.exemplars + more, np.concatenate([knn.vectors, vectors]), knn.k))
 
+    @property
+    def unavailable(self) -> str | None:
+        return self._failed
+
     def opinion(self, task: Task) -> Opinion | None:
+        """The nearest exemplars' vote on `task`; None when the model cannot run (see `unavailable`)."""
         hit = self._by_task.get(id(task))
         if hit is not None and hit[0] is task:
             return hit[1]
@@ -295,7 +285,10 @@ class SecondOpinion:
         key = text_key(text)
         found = self._by_text.get(key)
         if found is None:
-            found = loaded.knn.opinion(self._vector(loaded.embedder, key, text))
+            try:
+                found = loaded.knn.opinion(self._vector(loaded.embedder, key, text))
+            except Unavailable:
+                return None
             self._by_text[key] = found
         self._by_task[id(task)] = (task, found)  # the task is held, so its id is not reused
         if self.store is not None:
@@ -319,56 +312,9 @@ class SecondOpinion:
             self.store.save_vector(key, embedder.model_id, vector.astype(np.float32).tobytes())
         return vector
 
-    def review(self, job: Job, decision: Decision, tokens: int, history: TaskHistory | None) -> Decision:
-        """The soft-score `decision`, reviewed (the router's hook; see `combine`)."""
-        try:
-            opinion = self.opinion(job.task)
-        except Unavailable:
-            opinion = None
-        if opinion is None:
-            if self._noted:
-                return decision
-            self._noted = True
-            note = f"second opinion off: {self._failed}; rules + score decided"
-            return decision.model_copy(update={"reasons": decision.reasons + (note,)})
-        return combine(decision, opinion, self.settings, tokens, history)
-
 
 def second_opinion(settings: Settings, store: VectorStore | None = None) -> SecondOpinion | None:
     """The reviewer a Router gets from `settings` (None when `router.semantic` is off)."""
     if not settings.router.semantic:
         return None
     return SecondOpinion(settings.router, home=settings.home, store=store)
-
-
-def combine(decision: Decision, opinion: Opinion, s: RouterSettings, tokens: int,
-            history: TaskHistory | None) -> Decision:
-    """Local only when P(local) > t and the score does not veto: it vetoes when it is clearly
-    cloud (more than SCORE_VETO_MARGIN past its threshold), or for what the embedding cannot see
-    (an input past `local_context_tokens`, a history of failed local answers). Otherwise cloud."""
-    t = s.semantic_threshold
-    nearest = ", ".join(f"{n.id} ({n.label}, {n.similarity:.2f})" for n in opinion.nearest)
-    reasons = list(decision.reasons)
-    reasons.append(f"second opinion: P(local) {opinion.p_local:.2f} from the {s.semantic_k} nearest "
-                   f"exemplars; nearest: {nearest}")
-    veto = None
-    if decision.score > s.score_threshold + SCORE_VETO_MARGIN:
-        veto = f"the score {decision.score:.2f} is clearly past its threshold {s.score_threshold:g}"
-    elif tokens > s.local_context_tokens:
-        veto = f"~{tokens} input tokens, past the {s.local_context_tokens} local models handle well"
-    elif history and history.local_jobs >= 3 and history.local_failures / history.local_jobs > 0.5:
-        veto = f"history: {history.local_failures}/{history.local_jobs} local answers failed"
-    if opinion.p_local <= t:
-        target = "cloud"
-        reasons.append(f"cloud: P(local) {opinion.p_local:.2f} <= t {t:g} (cloud unless P(local) > t)")
-    elif veto is not None:
-        target = "cloud"
-        reasons.append(f"cloud: P(local) {opinion.p_local:.2f} > t {t:g}, but {veto} (when the score says "
-                       "cloud clearly, or for what the words cannot show, cloud)")
-    else:
-        target = "local"
-        reasons.append(f"local: P(local) {opinion.p_local:.2f} > t {t:g} and the score does not veto (the "
-                       "second opinion decides where no hard rule fires; the score's verdict above is advisory)")
-    confidence = opinion.p_local if target == "local" else 1.0 - opinion.p_local
-    return decision.model_copy(update={"target": target, "confidence": round(confidence, 3),
-                                       "reasons": tuple(reasons)})

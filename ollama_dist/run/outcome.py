@@ -34,6 +34,23 @@ class Outcome:
         return self.attempts[-1].model if self.attempts else None
 
     @property
+    def answering(self) -> Attempt | None:
+        """The attempt whose answer counts: the accepted one; for a failed job the last invalid
+        answer; None when nothing answered at all."""
+        answered = [a for a in self.attempts if a.outcome in ("ok", "cache_hit")]
+        found = answered or [a for a in self.attempts if a.outcome == "invalid"]
+        return found[-1] if found else None
+
+    @property
+    def answered_on(self) -> str | None:
+        """Which backend and host answered (see `answering`): `ollama http://127.0.0.1:11434`,
+        `embedded`, `openai_compat:http://gpu:8000/v1`, `claude api.anthropic.com`."""
+        a = self.answering
+        if a is None:
+            return None
+        return a.backend if not a.host or a.host in a.backend else f"{a.backend} {a.host}"
+
+    @property
     def escalated(self) -> bool:
         """Routed local, answered (or last tried) on the cloud in this run."""
         return (self.decision.target == "local" and not self.cache_hit

@@ -123,6 +123,8 @@ class Recorder:
         )
         if completion is not None and completion.reported_cost_usd is not None:
             attempt = replace(attempt, reported_cost_usd=completion.reported_cost_usd)
+        if completion is not None and completion.thinking_tokens:
+            attempt = replace(attempt, thinking_tokens=completion.thinking_tokens)
         (outcome.shadow if shadow else outcome.attempts).append(attempt)
         return self.ledger.record(attempt)
 

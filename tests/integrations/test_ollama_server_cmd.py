@@ -98,11 +98,11 @@ def test_on_status_off_round_trip(local: dict[str, Any]) -> None:
     home, url = local["home"], local["url"]
     code, started, err = invoke("ollama", "on", "--json")
     assert code == 0, err
-    assert started["action"] == "started" and started["version"] == "0.12.6" and started["host"] == url
+    assert started["action"] == "started" and started["version"] == "0.15.5" and started["host"] == url
     pid = started["pid"]
     assert (home / "ollama.pid").read_text().split()[0] == str(pid)
     assert alive(pid) and os.getpgid(pid) == pid  # a process group (and session) of its own
-    assert httpx.get(f"{url}/api/version").json() == {"version": "0.12.6"}
+    assert httpx.get(f"{url}/api/version").json() == {"version": "0.15.5"}
     assert "Listening on 127.0.0.1" in (home / "ollama.log").read_text()
 
     code, again, err = invoke("ollama", "on", "--json")
@@ -112,7 +112,7 @@ def test_on_status_off_round_trip(local: dict[str, Any]) -> None:
     code, status, _ = invoke("ollama", "status", "--json")
     assert code == 0
     (host,) = status["hosts"]
-    assert host["reachable"] is True and host["version"] == "0.12.6" and host["missing"] == []
+    assert host["reachable"] is True and host["version"] == "0.15.5" and host["missing"] == []
     assert [m["name"] for m in host["models"]] == ["gemma3:270m"] and host["loaded"] == []
     assert status["all_reachable"] is True and status["managed"]["pid"] == pid
 
@@ -121,6 +121,16 @@ def test_on_status_off_round_trip(local: dict[str, Any]) -> None:
     assert stopped["action"] == "stopped" and stopped["pid"] == pid
     assert not (home / "ollama.pid").exists() and not alive(pid)
     assert refused(url)
+
+
+def test_on_starts_the_server_with_the_configured_slots(local: dict[str, Any]) -> None:
+    (local["home"] / "config.yaml").write_text(f"ollama:\n  num_parallel: {{'{local['url']}': 3}}\n")
+    code, _, err = invoke("ollama", "on", "--json")
+    assert code == 0, err
+    assert "OLLAMA_NUM_PARALLEL:3" in (local["home"] / "ollama.log").read_text()
+    code, status, _ = invoke("ollama", "status", "--json")
+    assert status["hosts"][0]["slots"] == 3
+    assert invoke("ollama", "off")[0] == 0
 
 
 def test_warm_loads_the_model_and_unload_frees_it(local: dict[str, Any]) -> None:
@@ -322,7 +332,7 @@ def test_status_is_exit_1_when_a_host_is_down(monkeypatch: pytest.MonkeyPatch) -
         assert gone["missing"] == [] and status["all_reachable"] is False
         assert "ollama-dist ollama on" in err
         table = runner.invoke(app, ["ollama", "status"])
-        assert table.exit_code == 1 and "down" in table.stdout and "up 0.12.6" in table.stdout
+        assert table.exit_code == 1 and "down" in table.stdout and "up 0.15.5" in table.stdout
 
 
 def test_on_refuses_a_host_on_another_machine(monkeypatch: pytest.MonkeyPatch) -> None:

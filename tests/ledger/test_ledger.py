@@ -13,7 +13,7 @@ PINNED_ATTEMPTS = [
     "routed_to", "lane", "backend", "model", "host", "attempt", "outcome", "reason", "fallback", "final",
     "input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens", "latency_s", "cost_usd",
     "baseline_cost_usd", "git_head", "output_path", "output_hash", "prompt_text", "answer_text",
-    "reported_cost_usd", "tokens_estimated",
+    "reported_cost_usd", "tokens_estimated", "thinking_tokens",
 ]
 PINNED_RUNS = ["run_id", "session", "batch_id", "started_at", "finished_at", "root", "git_head", "jobs",
                "exit_code", "error"]

@@ -45,10 +45,14 @@ def jobs(tmp_path: Path) -> list:
     return load_jobs([folder], tmp_path)
 
 
+HOST = "http://gpu-box-in-the-basement.example:11434"
+
+
 def attempt(job_id: str, lane: str, model: str, outcome: str, reason: str | None = None) -> Attempt:
+    backend, host = ("ollama", HOST) if lane == "local" else ("claude", "api.anthropic.com")
     return Attempt(run_id="r" * 32, session="s", job_id=job_id, task="t", task_fingerprint="f", input_hash="h",
-                   models_key="m", routed_to=lane, lane=lane, backend=lane, model=model, attempt=1,
-                   outcome=outcome, reason=reason)
+                   models_key="m", routed_to=lane, lane=lane, backend=backend, model=model, attempt=1,
+                   outcome=outcome, reason=reason, host=host)
 
 
 def report_output(tmp_path: Path) -> Path:
@@ -92,36 +96,46 @@ def test_the_jobs_table_at_80_columns(jobs: list, tmp_path: Path, monkeypatch: p
     body = rows(text)
     assert all(len(ln) <= 80 for ln in text.splitlines())
     assert len(body) == 2 * len(jobs), text  # each job: its id, then its output or reason, one line each
-    # no id or file name is broken inside a word: every word shown is whole (or cut at an ellipsis)
-    shown = {w for ln in body for w in re.findall(r"[\w.-]+", ln.replace("…", " "))}
-    whole = words(" ".join(j.id for j in jobs)) | words("tasks/examples/out/contacts/amara-okonkwo-lagos-office.json")
-    whole |= words(LONG_REASON) | {"ok", "failed", "local", "cloud", "gemma3", "270m", "claude-haiku-5-5",
-                                   "claude-sonnet-5-5", "1", "3"}
+    # no id, path, host or word is broken inside a word: every run of letters and digits shown is whole
+    shown = {w for ln in body for w in re.findall(r"[A-Za-z0-9_]+", ln)}
+    every = " ".join([*(j.id for j in jobs), "tasks/examples/out/contacts/amara-okonkwo-lagos-office.json",
+                      LONG_REASON, HOST, "ok failed local cloud on ollama gemma3:270m claude-haiku-5-5 claude-sonnet-5-5 1 3"])
+    whole = set(re.findall(r"[A-Za-z0-9_]+", every))
     assert shown <= whole, shown - whole
     assert "amara-okonkwo-lagos-office.json" in text  # a path keeps its file name
     assert "kenji.txt" in text and "why" in words(text)
     assert "--verbose" in text
     assert "(and a second line" not in text  # a reason is one line
+    assert "on ollama…" in text  # the backend; the host is cut at the model's width (--verbose shows it)
+
+
+def column(text: str, title: str, next_title: str) -> list[str]:
+    header = next(ln for ln in text.splitlines() if ln.lstrip().startswith("job"))
+    start, end = (0 if title == "job" else header.index(title)), header.index(next_title)
+    return [ln[start:end].strip() for ln in rows(text)]
 
 
 def first_column(text: str) -> list[str]:
     header = next(ln for ln in text.splitlines() if ln.lstrip().startswith("job"))
-    end = header.index("routed") if "routed" in header else header.index("target")
-    return [ln[:end].strip() for ln in rows(text)]
+    return column(text, "job", "routed" if "routed" in header else "target")
 
 
-def test_verbose_shows_every_reason_in_full_broken_at_words(jobs: list, tmp_path: Path) -> None:
+def test_verbose_shows_every_reason_in_full_broken_at_words(jobs: list, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     text = render_text(render.jobs_table(report(jobs, tmp_path), verbose=True))
     assert all(len(ln) <= 80 for ln in text.splitlines())
-    column = first_column(text)
-    joined = "".join(column).replace(" ", "")
+    first = first_column(text)
+    joined = "".join(first).replace(" ", "")
     for whole in (LONG_REASON, *(j.id for j in jobs)):
         assert re.sub(r"\s", "", whole) in joined, whole
-    every = " ".join([LONG_REASON, str(report_output(tmp_path)), *(j.id for j in jobs)])
-    known = words(every) | set(re.findall(r"[\w.]+", every))  # and the parts of hyphenated names
-    for line in column:  # every line ends at a space, after `/`, `:` or `-`, or with a whole word
-        last = line.split()[-1] if line.split() else ""
-        assert last[-1:] in ("/", ":", "-") or re.findall(r"[\w.-]+", last)[-1] in known, line
+    hosts = "".join(column(text, "answered by", "status")).replace(" ", "")
+    assert f"onollama{HOST}" in hosts  # the host in full, broken after `-` and `.`
+    every = " ".join([LONG_REASON, str(report_output(tmp_path).relative_to(tmp_path)), HOST,
+                      *(j.id for j in jobs)])
+    whole = set(re.findall(r"[A-Za-z0-9_]+", every))
+    shown = {w for ln in first + column(text, "answered by", "status") for w in re.findall(r"[A-Za-z0-9_]+", ln)}
+    assert shown <= whole | {"on", "ollama", "gemma3", "270m", "claude", "sonnet", "5"}, shown - whole
     assert "--verbose" not in text
 
 

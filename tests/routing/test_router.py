@@ -144,13 +144,31 @@ def test_reasoning_markers_raise_the_score(router: Router) -> None:
     assert judged.score > plain.score
 
 
-# no hard rule, no marker: a strict schema and a short input put it at score 0.15
-MID_JOB = make_job("Summarise the notes.", text="n", output={"format": "json", "schema": SCHEMA})
+# no hard rule, one determinism marker (count) and a short input put it at score 0.13
+MID_JOB = make_job("Count the notes.", text="n", output={"format": "json", "schema": SCHEMA})
 
 
 def test_mid_job_is_where_the_threshold_tests_expect(router: Router) -> None:
     d = router.decide(MID_JOB)
-    assert d.rule is None and d.score == pytest.approx(0.15) and d.confidence > 0.6
+    assert d.rule is None and d.score == pytest.approx(0.13) and d.confidence > 0.6
+
+
+@pytest.mark.parametrize("output", [{"format": "json", "schema": SCHEMA}, {"format": "json"}, {"format": "yaml"},
+                                    {"pattern": "^(yes|no)$"},
+                                    {"format": "json", "schema": {"type": "object", "properties": {
+                                        "verdict": {"enum": ["merge", "hold"]}}}}],
+                         ids=["schema", "json", "yaml", "pattern", "enum"])
+def test_an_output_check_alone_does_not_pull_toward_local(router: Router, output: dict[str, Any]) -> None:
+    """A schema checks an answer's shape, not its substance (issue 11)."""
+    prompt = "Summarise the notes."
+    checked = router.decide(make_job(prompt, text="n", output=output))
+    markers = router.decide(make_job("Count the notes.", text="n", output=output))
+    assert checked.target == "cloud", checked.reasons
+    assert not any(r.startswith("-") and ("schema" in r or "json" in r or "pattern" in r) for r in checked.reasons)
+    assert markers.score == pytest.approx(checked.score - 0.12)  # what moves it is the words
+    reply_as_json = router.decide(make_job("Which of these two options is faster? Reply as JSON.", text="n",
+                                           output=output))
+    assert reply_as_json.rule is None and reply_as_json.target == "cloud", reply_as_json.reasons
 
 
 @pytest.mark.parametrize(("score_threshold", "confidence_threshold", "target"), [

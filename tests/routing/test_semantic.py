@@ -89,7 +89,8 @@ def test_p_local_above_t_sends_local_and_the_reasons_name_the_nearest() -> None:
     text = " | ".join(d.reasons)
     assert "P(local) 1.00" in text and "> t 0.6" in text
     nearest = re.search(r"nearest: (.*)", text)
-    assert nearest and len(re.findall(r"loc-\d \(deterministic, \d\.\d\d\)", nearest.group(1))) == 3
+    assert nearest and len(re.findall(r"loc-\d 'loc \d' \(deterministic, \d\.\d\d\)", nearest.group(1))) == 3
+    assert d.p_local == 1.0 and sorted(n.id for n in d.nearest) == ["loc-1", "loc-2", "loc-3"]
 
 
 def test_the_threshold_is_the_configured_one() -> None:
@@ -107,7 +108,7 @@ def test_the_threshold_is_the_configured_one() -> None:
 def test_cloud_unless_p_local_beats_t() -> None:
     settings = RouterSettings(semantic_k=2, semantic_threshold=0.6)
     so = SecondOpinion(settings, loader=lambda: loaded(settings))
-    d = Router(settings, second_opinion=so).decide(job("weigh whether the plan and direction will work"))
+    d = Router(settings, second_opinion=so).decide(job("The strategic direction of the company and the plan."))
     assert d.target == "cloud" and "cloud unless P(local) > t" in d.reasons[-1]
 
 
@@ -192,7 +193,7 @@ def test_user_exemplars_extend_the_bank(isolated_home: Path) -> None:
                        loader=lambda: loaded(settings, BANK[3:] + so.extra))
     assert [e.id for e in so.extra] == ["my-1"]
     d = Router(settings, second_opinion=so).decide(job())
-    assert d.target == "local" and "my-1 (deterministic, 1.00)" in " ".join(d.reasons)
+    assert d.target == "local" and "my-1 'notes' (deterministic, 1.00)" in " ".join(d.reasons)
 
 
 def test_a_bad_user_exemplar_file_names_file_line_and_field(tmp_path: Path, isolated_home: Path) -> None:
@@ -321,7 +322,7 @@ def test_the_shipped_bank_holds_no_evaluation_task() -> None:
     words = {re.sub(r"\W+", " ", e.text.lower()) for e in bank}
     data = Path(__file__).resolve().parents[1] / "data"
     seen = 0
-    for folder in ("router_devset", "router_holdout", "router_blind"):
+    for folder in ("router_devset", "router_holdout", "router_own", "router_blind"):
         if not (data / folder / "labels.yaml").exists():
             continue
         for path in find_task_files([data / folder]):

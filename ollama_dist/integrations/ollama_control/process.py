@@ -71,7 +71,7 @@ def is_local(base_url: str) -> bool:
 
 def pick_local_host(hosts: Sequence[str]) -> str:
     """The first configured host on this machine: the one `on` starts and `off` stops."""
-    from ollama_dist.backends.ollama import normalize_host
+    from ollama_dist.backends.ollama_probe import normalize_host
 
     for host in hosts:
         base = normalize_host(host)
@@ -92,14 +92,16 @@ class LocalServer:
     """
 
     def __init__(self, home: Path, host: str, *, env: Mapping[str, str] | None = None,
-                 client: httpx.AsyncClient | None = None, proc: Path = Path("/proc")) -> None:
-        from ollama_dist.backends.ollama import normalize_host
+                 client: httpx.AsyncClient | None = None, proc: Path = Path("/proc"),
+                 num_parallel: int | None = None) -> None:
+        from ollama_dist.backends.ollama_probe import normalize_host
 
         self.home = home
         self.base = normalize_host(host)
         self.env = dict(os.environ if env is None else env)
         self._client = client
         self._proc = proc
+        self.num_parallel = num_parallel  # ollama.num_parallel for this host: OLLAMA_NUM_PARALLEL of what `on` starts
 
     @property
     def pid_path(self) -> Path:
@@ -128,7 +130,7 @@ class LocalServer:
     async def version(self, timeout_s: float = 2.0) -> str | None:
         """The server's version; None when nothing listens there. Something that answers,
         or accepts and then says nothing, but is not Ollama raises: the port is taken."""
-        from ollama_dist.backends.ollama import get_version
+        from ollama_dist.backends.ollama_probe import get_version
         from ollama_dist.errors import BackendError, Unreachable
 
         http, owned = self._http()
@@ -153,7 +155,7 @@ class LocalServer:
         import httpx
 
         from ollama_dist.backends.http import request_json
-        from ollama_dist.backends.ollama import START_HINT
+        from ollama_dist.backends.ollama_probe import START_HINT
 
         http, owned = self._http()
         try:
@@ -170,7 +172,7 @@ class LocalServer:
 
     async def unload_all(self, timeout_s: float = 30.0) -> tuple[str, ...]:
         """Ask the server to free every model it holds (keep_alive 0); the names freed."""
-        from ollama_dist.backends.ollama import list_loaded
+        from ollama_dist.backends.ollama_probe import list_loaded
 
         http, owned = self._http()
         try:
@@ -227,13 +229,16 @@ class LocalServer:
 
     def _child_env(self) -> dict[str, str]:
         """The environment for `ollama serve`: the caller's, with OLLAMA_HOST naming the
-        address waited on (kept as given when it already does, e.g. 0.0.0.0:11434)."""
-        from ollama_dist.backends.ollama import normalize_host
+        address waited on (kept as given when it already does, e.g. 0.0.0.0:11434), and
+        OLLAMA_NUM_PARALLEL the configured slots of this host unless the caller set it."""
+        from ollama_dist.backends.ollama_probe import normalize_host
 
         env = dict(self.env)
         given = env.get("OLLAMA_HOST", "")
         if not given or "," in given or normalize_host(given) != self.base:
             env["OLLAMA_HOST"] = self.base.split("://", 1)[-1]
+        if self.num_parallel is not None and not env.get("OLLAMA_NUM_PARALLEL"):  # the caller's own wins
+            env["OLLAMA_NUM_PARALLEL"] = str(self.num_parallel)
         return env
 
     async def _start_process(self, timeout_s: float) -> Started:
