@@ -178,3 +178,10 @@ def test_wrap_breaks_at_spaces_and_path_steps() -> None:
 def test_a_cell_is_never_taller_than_its_lines() -> None:
     text = render_text(Fit(Line("id:x/y.txt"), Line("one\ntwo\tthree", "head")), width=40)
     assert text.splitlines() == ["id:x/y.txt", "one two three"]
+
+
+def test_a_wide_terminal_shows_the_answering_host_in_full(jobs: list, tmp_path: Path) -> None:
+    narrow = render_text(render.jobs_table(report(jobs, tmp_path)), width=80)
+    wide = render_text(render.jobs_table(report(jobs, tmp_path)), width=160)
+    assert f"on ollama {HOST}" not in narrow and f"on ollama {HOST}" in wide
+    assert len(rows(wide)) == 2 * len(jobs)
