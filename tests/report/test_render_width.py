@@ -182,6 +182,6 @@ def test_a_cell_is_never_taller_than_its_lines() -> None:
 
 def test_a_wide_terminal_shows_the_answering_host_in_full(jobs: list, tmp_path: Path) -> None:
     narrow = render_text(render.jobs_table(report(jobs, tmp_path)), width=80)
-    wide = render_text(render.jobs_table(report(jobs, tmp_path)), width=160)
+    wide = render_text(render.jobs_table(report(jobs, tmp_path)), width=300)
     assert f"on ollama {HOST}" not in narrow and f"on ollama {HOST}" in wide
     assert len(rows(wide)) == 2 * len(jobs)
