@@ -40,7 +40,7 @@ class Line:
     text: str
     cut: Cut = "tail"
     style: str = ""
-    sizes: bool = True  # False: it widens its column only up to a fifth of the table (a detail)
+    sizes: bool = True  # False: it widens its column only up to a fifth of the terminal (a detail)
 
 
 class Fit:
@@ -51,7 +51,7 @@ class Fit:
         self.lines = [Line(_SPACES.sub(" ", ln.text).strip(), ln.cut, ln.style, ln.sizes) for ln in lines if ln.text]
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
-        detail = options.max_width // 5
+        detail = console.width // 5  # the terminal, not this pass of the table's layout
         widest = max((cell_len(ln.text) if ln.sizes else min(cell_len(ln.text), detail) for ln in self.lines),
                      default=0)
         return Measurement(min(widest, MIN_WIDTH), widest).clamp(max_width=options.max_width)
