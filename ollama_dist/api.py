@@ -19,7 +19,7 @@ from ollama_dist.ledger.store import Ledger
 from ollama_dist.ledger.tally import Tally
 from ollama_dist.routing.router import Decision, Router, TaskHistory, estimate_tokens
 from ollama_dist.run.breaker import Breaker
-from ollama_dist.run.dispatch import Dispatcher, Event, Outcome, RunContext
+from ollama_dist.run.dispatch import Dispatcher, Event, Outcome, Refresh as Refresh, RunContext
 from ollama_dist.run.lanes import Lanes
 from ollama_dist.run.totals import job_json, rows, totals
 from ollama_dist.tasks.loader import load_jobs
@@ -242,17 +242,21 @@ async def run_async(
     allow_outside_root: bool = False,
     force: bool = False,
     hand_back: bool = False,
+    refresh: Refresh | None = None,
 ) -> RunReport:
     """Load, route and run every job; every attempt lands in the ledger as it happens.
 
     Cancelled (Ctrl-C, SIGTERM at the CLI), the run is recorded as interrupted and
     `on_interrupt` gets the report of the jobs that finished before CancelledError goes on.
     An unexpected error is recorded as the run's death and raised as RunDied. `force`
-    overwrites outputs edited since they were written (else they are kept, unasked).
+    overwrites outputs edited since they were written (else they are kept, unasked); `refresh`
+    discards the cached answers of the tasks it covers, so they are asked again.
     """
     env = os.environ if env is None else env
     root = root.resolve()
     jobs = load_jobs(paths, root, allow_outside_root=allow_outside_root)
+    refresh = refresh or Refresh()
+    refresh.check(j.task.name for j in jobs)
     notes = [f"{job.id}: {note}" for job in jobs for note in job.notes]
     run_id = new_run_id()
     session = session_id(session, env) or run_id
@@ -273,7 +277,7 @@ async def run_async(
         head = git_head(root)
         ledger.start_run(run_id, session, str(root), head, len(jobs), batch_id)
         ctx = RunContext(run_id, session, root, settings.home / "runs" / run_id, head, settings.ledger.store_text,
-                         force=force)
+                         force=force, refresh=refresh)
         report = RunReport(run_id, session, [], notes=notes)
         await _dispatch(report, routed, _Run(settings, ledger, prices, ctx, lanes, on_event, on_interrupt,
                                              shadow_rate, cloud_batch, hand_back))
@@ -319,6 +323,8 @@ async def _dispatch(report: RunReport, routed: Sequence[Routed], run: _Run) -> N
                                 batch_poll_s=run.settings.cloud.batch_poll_s)
         report.outcomes = await dispatcher.run([(r.job, r.decision) for r in routed])
         report.notes.extend(dispatcher.notes)
+        if dispatcher.refreshed:
+            report.notes.append(f"--refresh: {dispatcher.refreshed} cached answer(s) discarded and asked again")
     except asyncio.CancelledError:
         report.interrupted, error = True, "interrupted"
         report.outcomes = list(dispatcher.finished) if dispatcher else []

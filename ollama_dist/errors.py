@@ -6,6 +6,7 @@ not exceptions; these mean something broke or the input is unusable.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 EXIT_OK = 0
@@ -61,6 +62,26 @@ class InputError(OllamaDistError):
 
     def as_json(self) -> dict[str, Any]:
         return {**super().as_json(), "file": self.file, "line": self.line, "field": self.field}
+
+
+class InputErrors(InputError):
+    """Several problems with the input at once (a task file with three mistakes names all three),
+    in the order they stand: file by file, then by line. `file`, `line` and `field` are the first's."""
+
+    def __init__(self, errors: Sequence[InputError]) -> None:
+        if not errors:
+            raise ValueError("InputErrors needs at least one error")
+        self.errors = tuple(errors)
+        first = self.errors[0]
+        OllamaDistError.__init__(self, "\n".join(str(e) for e in self.errors))
+        self.file, self.line, self.field = first.file, first.line, first.field
+
+    @staticmethod
+    def of(errors: Sequence[InputError]) -> InputError:
+        """The one error itself, or all of them as InputErrors (nested lists flattened)."""
+        flat = [e for err in errors for e in (err.errors if isinstance(err, InputErrors) else (err,))]
+        unique = list({str(e): e for e in flat}.values())  # the same problem found twice is named once
+        return unique[0] if len(unique) == 1 else InputErrors(unique)
 
 
 class ConfigError(InputError):

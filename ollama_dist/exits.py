@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from ollama_dist.errors import EXIT_INTERRUPTED, OllamaDistError
+from ollama_dist.errors import EXIT_INTERRUPTED, InputErrors, OllamaDistError
 
 
 def handled(func: Callable[..., None]) -> Callable[..., None]:
@@ -26,7 +26,8 @@ def handled(func: Callable[..., None]) -> Callable[..., None]:
         try:
             func(*args, **kwargs)
         except OllamaDistError as exc:
-            sys.stderr.write(f"error: {exc}\n")
+            for one in exc.errors if isinstance(exc, InputErrors) else (exc,):
+                sys.stderr.write(f"error: {one}\n")
             if kwargs.get("as_json") is True:
                 sys.stdout.write(json.dumps({"error": exc.as_json()}, indent=2) + "\n")
             raise typer.Exit(exc.exit_code) from None

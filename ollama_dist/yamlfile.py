@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
-from ollama_dist.errors import InputError
+from ollama_dist.errors import InputError, InputErrors
 
 Loc = tuple[str | int, ...]
 
@@ -116,7 +117,7 @@ def _check_graph(root: yaml.Node, path: Path) -> None:
                          hint="an alias bomb? write the repeated part out, or repeat it fewer times")
 
 
-def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], path: Path) -> None:
+def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], path: Path, problems: list[InputError]) -> None:
     lines.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         seen: dict[tuple[str, str], int] = {}
@@ -126,23 +127,25 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], path: Path) -> None:
             if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE:
                 first = seen.get((key_node.tag, key))
                 if first is not None:
-                    raise InputError(f"duplicate key `{key}` (first at line {first}, again at line {line})",
-                                     file=str(path), line=line, field=dotted(loc + (key,)),
-                                     hint="a key may appear once in a mapping; YAML would keep only the last")
+                    problems.append(InputError(
+                        f"duplicate key `{key}` (first at line {first}, again at line {line})",
+                        file=str(path), line=line, field=dotted(loc + (key,)),
+                        hint="a key may appear once in a mapping; YAML would keep only the last"))
+                    continue
                 seen[(key_node.tag, key)] = line
             lines[loc + (key,)] = line
-            _walk(value_node, loc + (key,), lines, path)
+            _walk(value_node, loc + (key,), lines, path, problems)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             lines[loc + (i,)] = item.start_mark.line + 1
-            _walk(item, loc + (i,), lines, path)
+            _walk(item, loc + (i,), lines, path, problems)
 
 
 def parse_yaml(text: str, path: Path) -> YamlDoc:
     """Parse one YAML document; a syntax error becomes an InputError with its line.
 
     Bounded: nesting past MAX_DEPTH, a recursive alias, aliases expanding past
-    ALIAS_BUDGET nodes and a key given twice in one mapping are errors too.
+    ALIAS_BUDGET nodes and a key given twice in one mapping (every such key named) are errors too.
     """
     try:
         loader = _BoundedLoader(text)  # the reader refuses control characters here
@@ -154,7 +157,10 @@ def parse_yaml(text: str, path: Path) -> YamlDoc:
             return YamlDoc(path, None, {})
         _check_graph(node, path)
         lines: dict[Loc, int] = {}
-        _walk(node, (), lines, path)  # before constructing: merge keys (`<<`) rewrite the nodes
+        problems: list[InputError] = []
+        _walk(node, (), lines, path, problems)  # before constructing: merge keys (`<<`) rewrite the nodes
+        if problems:
+            raise InputErrors.of(problems)
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -230,14 +236,46 @@ def dotted(loc: Iterable[str | int]) -> str:
     return out
 
 
+def validation_errors(
+    exc: ValidationError, doc: YamlDoc, model: type[BaseModel], prefix: Loc | Callable[[Loc], Loc] = ()
+) -> list[InputError]:
+    """Every pydantic error as an InputError naming file, line, field and a hint, in line order.
+
+    `prefix` places the model in the document: a location, or a function of each error's location
+    (a task's field that came from `defaults:` is reported where it stands). A required field that
+    is missing because it is misspelt is reported once, as the unknown field with its suggestion."""
+    errors = [e for e in exc.errors() if e["type"] != "missing" or not _misspelt(e, exc.errors(), model)]
+    found = [_one(err, doc, model, prefix(_loc(err)) if callable(prefix) else prefix) for err in errors]
+    return sorted(found, key=lambda e: e.line or 0)
+
+
 def validation_error(
     exc: ValidationError, doc: YamlDoc, model: type[BaseModel], prefix: Loc = ()
 ) -> InputError:
-    """The first pydantic error as an InputError naming file, line, field and a hint."""
+    """The first pydantic error as an InputError (an unknown field first: usually a typo)."""
     errors = exc.errors()
-    # an unknown field is usually a typo of a missing one: report it first
     err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc: Loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    return _one(err, doc, model, prefix)
+
+
+def _loc(err: ErrorDetails) -> Loc:
+    return tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+
+
+def _misspelt(missing: ErrorDetails, errors: list[ErrorDetails], model: type[BaseModel]) -> bool:
+    """Whether an unknown field beside the missing one is its misspelling (`promt` for `prompt`)."""
+    loc = _loc(missing)
+    for err in errors:
+        other = _loc(err)
+        if err["type"] == "extra_forbidden" and other[:-1] == loc[:-1]:
+            close = difflib.get_close_matches(str(other[-1]), _known_fields(model, other), n=1, cutoff=0.6)
+            if close and close[0] == loc[-1]:
+                return True
+    return False
+
+
+def _one(err: ErrorDetails, doc: YamlDoc, model: type[BaseModel], prefix: Loc) -> InputError:
+    loc = _loc(err)
     field_name = dotted(prefix + loc)
     line = doc.line_of(prefix + loc)
     kind = err["type"]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The unattended nightly run: start Ollama and warm the model, run the batch, report
-# the last day, stop Ollama again. Exits with the run's exit code (0 every job valid,
+# the last day, stop Ollama again. When Ollama cannot be started the run still goes
+# ahead (the embedded tier or Claude answers) and says so. Exits with the run's exit code (0 every job valid,
 # 1 some job failed, 2 bad input, 75 the batch is still running from last time,
 # 130 interrupted), so cron and CI can act on it.
 #
@@ -46,7 +47,15 @@ trap 'status=130; exit 130' INT
 trap 'status=143; exit 143' TERM
 
 say "starting $(date '+%Y-%m-%d %H:%M:%S'), batch $BATCH"
-"$OD" ollama on --warm "$MODEL" >&2
+# Without Ollama (not installed, will not start, the model not pulled) the night goes on: the run
+# sends local jobs to the embedded llama.cpp tier when it is installed, else to Claude, and its
+# report says which answered.
+on_status=0
+"$OD" ollama on --warm "$MODEL" >&2 || on_status=$?
+if [ "$on_status" -ne 0 ]; then
+  say "ollama on failed (exit $on_status); going on without Ollama: local jobs go to the embedded" \
+      "llama.cpp tier if it is installed (scripts/setup.sh), else to Claude"
+fi
 
 # Everything but router-status's JSON goes to stderr, so stdout is that JSON alone.
 "$OD" run --batch-id "$BATCH" "$@" >&2 || status=$?

@@ -1,10 +1,13 @@
-"""Every test gets its own ollama-dist home and a clean environment."""
+"""Every test gets its own ollama-dist home and a clean environment, and writes nothing
+into the checkout (the session fails if it did: tests/checkout_guard.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
+from tests.checkout_guard import CheckoutGuard
 
 ENV_VARS = (
     "OLLAMA_HOST", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN",
@@ -30,6 +33,10 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(CheckoutGuard(REPO), "checkout-guard")
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ Every job must end valid; some are answered locally, and wrong local answers esc
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,21 @@ def cloud_responder() -> Any:
     return respond
 
 
+def checkout_copy(dest: Path) -> Path:
+    """The checkout as it stands, in `dest`: a clone that shares its history (the changelog example
+    reads `git log`), with the working tree's examples, package and pyproject copied over it. The
+    run writes its outputs there, never into the user's `tasks/examples/out/`."""
+    try:
+        subprocess.run(["git", "clone", "-q", "--shared", str(REPO), str(dest)], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"the examples read git history, and {REPO} cannot be cloned: {exc}")
+    ignore = shutil.ignore_patterns("__pycache__", "out")
+    for name in ("tasks", "ollama_dist"):
+        shutil.copytree(REPO / name, dest / name, ignore=ignore, dirs_exist_ok=True)
+    shutil.copy2(REPO / "pyproject.toml", dest / "pyproject.toml")
+    return dest
+
+
 def test_shipped_examples_end_to_end(real_ollama: FakeOllama, monkeypatch: pytest.MonkeyPatch,
                                      tmp_path: Path) -> None:
     with AnthropicServer(key="test-key") as claude:
@@ -55,8 +72,7 @@ def test_shipped_examples_end_to_end(real_ollama: FakeOllama, monkeypatch: pytes
             ollama: {embedded: false}
             breaker: {p95_threshold_s: 100000}
             """))
-        root = tmp_path / "repo"
-        root.symlink_to(REPO, target_is_directory=True)
+        root = checkout_copy(tmp_path / "repo")
         result = CliRunner().invoke(app, ["run", str(root / "tasks/examples"), "--root", str(root),
                                           "--json", "--quiet"])
     assert result.exit_code == 0, result.stdout[-3000:] + result.stderr[-2000:]

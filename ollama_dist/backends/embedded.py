@@ -19,6 +19,10 @@ own log (it printed `llama_kv_cache_iswa: ...` on stderr even with verbose=False
 llama-cpp-python 0.3.36 maps llama.cpp's log levels one off) goes to the
 `ollama_dist.llama_cpp` logger at DEBUG; its error lines also end the message of a
 failed load.
+
+A call can be stopped: when the run is cancelled (Ctrl-C, SIGTERM) or the call times out,
+llama.cpp is told to abort between the steps of its compute graph (the prompt's included), so
+the worker thread ends within a token instead of finishing a generation nobody will read.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ import importlib.util
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -266,9 +271,15 @@ class LocalModel:
         schema: Mapping[str, Any] | None = None,
         json_mode: bool = False,
         n_ctx: int | None = None,
+        stop: threading.Event | None = None,
     ) -> ChatResult:
-        """One chat completion; `schema` (or `json_mode`) constrains the output with a grammar."""
+        """One chat completion; `schema` (or `json_mode`) constrains the output with a grammar.
+
+        Once `stop` is set the call ends soon (between two steps of llama.cpp's compute) with Timeout."""
+        stop = stop or threading.Event()
         with self._lock:
+            if stop.is_set():  # given up while it waited for the model
+                raise Timeout("the call was stopped before it started")
             llama = self._ensure(n_ctx)
             response_format: dict[str, Any] | None = None
             grammar: Any = None
@@ -278,20 +289,44 @@ class LocalModel:
                 grammar = self._json_grammar()
                 max_tokens = min(max_tokens, JSON_MODE_MAX_TOKENS) if max_tokens > 0 else JSON_MODE_MAX_TOKENS
             try:
-                raw = llama.create_chat_completion(
-                    messages=self.prompt_messages(messages),
-                    temperature=temperature,
-                    max_tokens=max_tokens if max_tokens > 0 else None,
-                    response_format=response_format,
-                    grammar=grammar,
-                    seed=self._seed,
-                )
+                with _abortable(llama, stop):
+                    raw = llama.create_chat_completion(
+                        messages=self.prompt_messages(messages),
+                        temperature=temperature,
+                        max_tokens=max_tokens if max_tokens > 0 else None,
+                        response_format=response_format,
+                        grammar=grammar,
+                        seed=self._seed,
+                    )
             except (ValueError, KeyError, TypeError, NotImplementedError) as exc:
                 # a prompt over n_ctx (ValueError), or a schema the grammar converter cannot take
                 raise BadRequest(f"local model rejected the request: {exc}") from exc
             except RuntimeError as exc:
+                if stop.is_set():  # llama_decode returned 2: aborted, as asked
+                    raise Timeout("the local model was stopped") from exc
                 raise BadResponse(f"local model failed: {exc}") from exc
         return _chat_result(raw)
+
+
+@contextmanager
+def _abortable(llama: Any, stop: threading.Event) -> Iterator[None]:
+    """While inside: llama.cpp asks `stop` between the steps of its compute graph and aborts the
+    decode once it is set (llama_decode returns 2; the next call clears what it left in the
+    KV cache). A llama-cpp-python without the hook runs the call to its end, as before."""
+    import llama_cpp
+
+    ctx = getattr(getattr(llama, "_ctx", None), "ctx", None)
+    setter = getattr(llama_cpp, "llama_set_abort_callback", None)
+    kind = getattr(llama_cpp, "ggml_abort_callback", None)
+    if ctx is None or setter is None or kind is None:
+        yield
+        return
+    callback = kind(lambda _data: stop.is_set())  # referenced here until the call is over
+    setter(ctx, callback, None)
+    try:
+        yield
+    finally:
+        setter(ctx, kind(), None)  # a NULL callback: never abort
 
 
 def _chat_result(raw: Any) -> ChatResult:
@@ -338,6 +373,7 @@ class EmbeddedBackend:
     async def complete(self, request: Request) -> Completion:
         json_mode = request.schema_ is None and request.output_format in ("json", "yaml")
         started = self._clock()
+        stop = threading.Event()
         call = asyncio.to_thread(
             self._model.chat,
             chat_messages(request),
@@ -346,12 +382,15 @@ class EmbeddedBackend:
             schema=closed_schema(request.schema_) if request.schema_ is not None else None,
             json_mode=json_mode,
             n_ctx=num_ctx_for(request),
+            stop=stop,
         )
         try:
-            # the worker thread cannot be interrupted: it finishes in the background,
-            # and later calls wait for it behind the model's lock
             result = await asyncio.wait_for(call, timeout=request.timeout_s)
+        except asyncio.CancelledError:
+            stop.set()  # the run is over (Ctrl-C, SIGTERM): the worker thread stops within a token
+            raise
         except TimeoutError as exc:
+            stop.set()
             raise Timeout(
                 f"the embedded model did not answer within {request.timeout_s:g}s",
                 hint="raise the task's timeout_s or shorten the input",

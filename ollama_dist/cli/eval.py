@@ -82,7 +82,7 @@ def eval_command(
     from ollama_dist.config import load_settings
     from ollama_dist.evals import evaluate
     from ollama_dist.evals.replay import Columns
-    from ollama_dist.report import render
+    from ollama_dist.report import eval_tables
 
     if policy not in evaluate.POLICIES:
         raise InputError(f"unknown policy {policy!r}", field="--policy", hint="use " + " | ".join(evaluate.POLICIES))
@@ -103,8 +103,8 @@ def eval_command(
                      "plot": str(plot) if plot else None})
         return
     out = _console()
-    out.print(render.eval_table(report, judged))
-    out.print(render.quality_plot(report))
+    out.print(eval_tables.eval_table(report, judged))
+    out.print(eval_tables.quality_plot(report))
     if plot is not None:
         _console(stderr=True).print(f"plot written to {plot}")
 
@@ -138,7 +138,7 @@ def calibrate_command(
     from ollama_dist.evals import calibrate as calibration, evaluate, judge as judging
     from ollama_dist.evals.replay import Columns
     from ollama_dist.ledger.pricing import PriceTable
-    from ollama_dist.report import render
+    from ollama_dist.report import eval_tables
 
     if not 0 <= max_regression <= 1:
         raise InputError("--max-regression is a share between 0 and 1 (0.02 is 2%)", field="--max-regression")
@@ -167,10 +167,10 @@ def calibrate_command(
                      "judge": judged.as_json() if judged else None, "written": str(written) if written else None,
                      "learnt": learnt})
     else:
-        table = render.calibrate_table(result, settings.models.cloud)
+        table = eval_tables.calibrate_table(result, settings.models.cloud)
         _console().print(table)
         if judged is not None:
-            _console().print(render.judge_line(judged))
+            _console().print(eval_tables.judge_line(judged))
     err = _console(stderr=True)
     if learnt is not None and not as_json:
         err.print(effect_line(learnt))

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 PathsArg = Annotated[list[Path], typer.Argument(help="Task files, or folders of them.", metavar="PATH")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 RootOpt = Annotated[Path, typer.Option("--root", help="The run's root: inputs and outputs stay inside it.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help=(
+    "Tables show every reason in full (else cut to one line; --json always has them)."))]
 OutsideOpt = Annotated[bool, typer.Option("--allow-outside-root", help=(
     "Let `inputs.files` read files outside --root (absolute paths, `..`, symlinks out); "
     "outputs still stay inside it."))]
@@ -35,7 +37,7 @@ def _console(stderr: bool = False) -> Any:
 
 @handled
 def route(paths: PathsArg, as_json: JsonOpt = False, root: RootOpt = Path("."),
-          allow_outside_root: OutsideOpt = False) -> None:
+          allow_outside_root: OutsideOpt = False, verbose: VerboseOpt = False) -> None:
     """Classify each job local (deterministic) or cloud (reasoning), and say why."""
     from ollama_dist import api
     from ollama_dist.report import render
@@ -44,7 +46,7 @@ def route(paths: PathsArg, as_json: JsonOpt = False, root: RootOpt = Path("."),
     if as_json:
         _print_json([r.as_json() for r in routed])
     else:
-        _console().print(render.route_table(routed))
+        _console().print(render.route_table(routed, verbose))
 
 
 @handled
@@ -57,6 +59,7 @@ def run(
                                                      "CLAUDE_CODE_SESSION_ID, or a new one).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Route and estimate; call no model.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display, no tables.")] = False,
+    verbose: VerboseOpt = False,
     batch_id: Annotated[str | None, typer.Option("--batch-id", metavar="NAME", help=(
         "Unattended run (cron, CI): no prompts, colour or progress; exits 75 at once while another run "
         "of batch NAME holds its lock; a log in the home's logs/ folder."))] = None,
@@ -68,6 +71,11 @@ def run(
     allow_outside_root: OutsideOpt = False,
     force: Annotated[bool, typer.Option("--force", help=(
         "Answer again and overwrite outputs edited since ollama-dist wrote them (else they are kept)."))] = False,
+    refresh: Annotated[bool, typer.Option("--refresh", help=(
+        "Discard the cached answers of every task and ask again (the ledger keeps the old ones; "
+        "an output you edited is still kept unless --force)."))] = False,
+    refresh_task: Annotated[list[str] | None, typer.Option("--refresh-task", metavar="TASK", help=(
+        "Discard the cached answers of task TASK only and ask again (repeatable)."))] = None,
     hand_back: Annotated[bool, typer.Option("--hand-back", help=(
         "Send nothing to Claude: run the local jobs and print, as JSON, the work left for the caller "
         "(cloud-routed jobs and failed local ones, each with its instructions and output spec)."))] = False,
@@ -110,7 +118,7 @@ def run(
         report = _until_signalled(api.run_async(
             paths, root=root, settings=settings, session=session, dry_run=dry_run, on_start=started,
             on_event=finished, on_interrupt=partial.append, batch_id=batch_id, shadow_rate=shadow,
-            cloud_batch=cloud_batch, force=force,
+            cloud_batch=cloud_batch, force=force, refresh=api.Refresh(refresh, frozenset(refresh_task or ())),
             allow_outside_root=allow_outside_root, hand_back=hand_back))
     except KeyboardInterrupt:
         if not partial:
@@ -143,7 +151,7 @@ def run(
             err.print(render.summary_table(report))
     elif not quiet:
         out = console()
-        out.print(render.jobs_table(report))
+        out.print(render.jobs_table(report, verbose))
         out.print(render.summary_table(report))
     for note in report.notes:
         err.print(f"note: {note}")
@@ -154,34 +162,51 @@ def run(
 
 
 def _until_signalled(main: Coroutine[Any, Any, api.RunReport]) -> api.RunReport:
-    """`asyncio.run(main)`, where SIGTERM ends the run as Ctrl-C does: cancelled, then KeyboardInterrupt."""
+    """`asyncio.run(main)`, where Ctrl-C and SIGTERM end the run alike: the first cancels it (what
+    finished is reported, in-flight model calls are stopped), a second ends the process at once
+    (exit 130; every answer is already in the ledger)."""
     import asyncio
+    import os
     import signal
     from contextlib import suppress
 
-    terminated: list[bool] = []
+    from ollama_dist.errors import EXIT_INTERRUPTED
+
+    signalled: list[int] = []
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def at_once(signum: int, frame: object) -> None:
+        with suppress(OSError, ValueError):
+            sys.stdout.flush()
+            sys.stderr.write("interrupted again: stopping now\n")
+        os._exit(EXIT_INTERRUPTED)
 
     async def guarded() -> api.RunReport:
         loop, task = asyncio.get_running_loop(), asyncio.current_task()
 
-        def terminate() -> None:
-            terminated.append(True)
-            loop.remove_signal_handler(signal.SIGTERM)  # a second SIGTERM ends the process at once
+        def first(signum: int) -> None:
+            signalled.append(signum)
+            for sig in signals:  # from now on a signal ends the process, whatever it is waiting for
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, at_once)
             if task is not None:
                 task.cancel()
 
         with suppress(NotImplementedError, RuntimeError, ValueError):  # no signals here (Windows, a thread)
-            loop.add_signal_handler(signal.SIGTERM, terminate)
+            for sig in signals:
+                loop.add_signal_handler(sig, first, sig)
         try:
             return await main
         finally:
-            with suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(signal.SIGTERM)
+            if not signalled:
+                with suppress(NotImplementedError, RuntimeError, ValueError):
+                    for sig in signals:
+                        loop.remove_signal_handler(sig)
 
     try:
         return asyncio.run(guarded())
     except asyncio.CancelledError:
-        if terminated:
+        if signalled:
             raise KeyboardInterrupt from None
         raise
 

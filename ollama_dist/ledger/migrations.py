@@ -132,4 +132,19 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("0011_attempts_thinking_tokens", """
         ALTER TABLE attempts ADD COLUMN thinking_tokens INTEGER NOT NULL DEFAULT 0
     """),
+    # `run --refresh`: the answers a run discarded, so they are never served again; the attempts
+    # themselves stay (the ledger keeps its history). A cached answer is served only when it is
+    # newer than its key's last discard.
+    ("0014_discarded_answers", """
+        CREATE TABLE discarded_answers (
+            id               INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id           TEXT NOT NULL,
+            ts               REAL NOT NULL,
+            task_fingerprint TEXT NOT NULL,
+            input_hash       TEXT NOT NULL,
+            models_key       TEXT NOT NULL,
+            before_id        INTEGER NOT NULL
+        );
+        CREATE INDEX discarded_answers_key ON discarded_answers (task_fingerprint, input_hash, models_key, before_id);
+    """),
 ]

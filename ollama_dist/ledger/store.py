@@ -283,14 +283,33 @@ class Ledger:
         return self._read(lambda: query(self._db))
 
     def cached(self, task_fingerprint: str, input_hash: str, models_key: str) -> CachedAnswer | None:
-        """The newest valid answer for the same task definition, input and models."""
+        """The newest valid answer for the same task definition, input and models, unless discarded."""
+        key = (task_fingerprint, input_hash, models_key)
         row = self._read(lambda: self._db.execute(
             "SELECT job_id, model, backend, output_path, output_hash, baseline_cost_usd, input_tokens, "
             "output_tokens FROM attempts WHERE task_fingerprint = ? AND input_hash = ? AND models_key = ? "
-            "AND outcome = 'ok' AND final = 1 ORDER BY id DESC LIMIT 1",
-            (task_fingerprint, input_hash, models_key),
+            "AND outcome = 'ok' AND final = 1 AND id > (SELECT COALESCE(MAX(before_id), 0) FROM "
+            "discarded_answers WHERE task_fingerprint = ? AND input_hash = ? AND models_key = ?) "
+            "ORDER BY id DESC LIMIT 1", key + key,
         ).fetchone())
         return CachedAnswer(*row) if row else None
+
+    def discard(self, run_id: str, keys: Iterable[tuple[str, str, str]]) -> int:
+        """Stop serving the answers recorded so far for each (task fingerprint, input hash, models key):
+        they are asked again (`run --refresh`); their rows stay. How many answers would have been served."""
+        unique = sorted(set(keys))
+        served = sum(self.cached(*key) is not None for key in unique)
+        self._write("BEGIN IMMEDIATE", ())
+        try:
+            top = int(self._write("SELECT COALESCE(MAX(id), 0) FROM attempts", ()).fetchone()[0])
+            for key in unique:
+                self._write("INSERT INTO discarded_answers (run_id, ts, task_fingerprint, input_hash, models_key, "
+                            "before_id) VALUES (?, ?, ?, ?, ?, ?)", (run_id, time.time(), *key, top))
+            self._write("COMMIT", ())
+        except BaseException:
+            self._db.rollback()
+            raise
+        return served
 
     def written(self, output_path: str) -> str | None:
         """The hash of the newest answer recorded as written to `output_path`, if any."""

@@ -2,34 +2,55 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from ollama_dist.api import Estimate, Routed, RunReport
+from ollama_dist.report.cells import Fit, Line, money as _money
 from ollama_dist.report.figures import baseline_words, escalated_words, saved_words
 from ollama_dist.run.dispatch import Event
 from ollama_dist.run.totals import costly_jobs
 
 if TYPE_CHECKING:
-    from ollama_dist.evals.calibrate import Calibration, Setting
-    from ollama_dist.evals.evaluate import EvalReport
-    from ollama_dist.evals.judge import JudgeReport
     from ollama_dist.integrations.ollama_control.probe import HostReport
     from ollama_dist.report.figures import Day, RouterStatus
 
 
-def route_table(routed: Sequence[Routed]) -> Table:
-    table = Table(title=f"{len(routed)} job(s)", show_lines=False, expand=False)
-    table.add_column("job", overflow="fold")
-    table.add_column("target")
-    table.add_column("score", justify="right")
-    table.add_column("conf", justify="right")
-    table.add_column("why", overflow="fold")
+def _compact(title: str) -> Table:
+    """A table that reads at 80 columns: no side borders, one rule under the header."""
+    return Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, expand=False)
+
+
+def _id(text: str, verbose: bool) -> Line:
+    return Line(text, "wrap" if verbose else "tail")
+
+
+def _reason(text: str, verbose: bool, style: str = "") -> Line:
+    return Line(text, "wrap" if verbose else "head", style)
+
+
+def _path(path: str) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
+def route_table(routed: Sequence[Routed], verbose: bool = False) -> Table:
+    """Two lines per job, the id and why (cut to one line), or every reason in full with `verbose`."""
+    table = _compact(f"{len(routed)} job(s)")
+    table.add_column("job / why")
+    table.add_column("target", no_wrap=True)
+    table.add_column("score", justify="right", no_wrap=True)
+    table.add_column("conf", justify="right", no_wrap=True)
     for r in routed:
         d = r.decision
         colour = "green" if d.target == "local" else "magenta"
@@ -37,10 +58,10 @@ def route_table(routed: Sequence[Routed]) -> Table:
         if r.job.error is not None:  # it will fail without a model call
             why = f"fails: {r.job.error}; "
         # Text, not markup: a file name or a rule in brackets must show as it is
-        table.add_row(Text(r.job.id), Text(d.target, style=colour), f"{d.score:.2f}", f"{d.confidence:.2f}",
-                      Text(why + "; ".join(d.reasons)))
+        cell = Fit(_id(r.job.id, verbose), _reason(why + "; ".join(d.reasons), verbose, "dim"))
+        table.add_row(cell, Text(d.target, style=colour), f"{d.score:.2f}", f"{d.confidence:.2f}")
     local = sum(1 for r in routed if r.decision.target == "local")
-    table.caption = f"{local} local, {len(routed) - local} cloud"
+    table.caption = f"{local} local, {len(routed) - local} cloud" + ("" if verbose else "; --verbose for every reason")
     return table
 
 
@@ -54,30 +75,33 @@ def settings_table(rows: Sequence[tuple[str, str, str]]) -> Table:
     return table
 
 
-def _money(x: float) -> str:
-    return f"${x:,.4f}" if x < 1 else f"${x:,.2f}"
-
-
-def jobs_table(report: RunReport) -> Table:
-    table = Table(title=f"run {report.run_id}")
-    table.add_column("job", overflow="fold")
-    table.add_column("routed")
-    table.add_column("answered by", overflow="fold")
-    table.add_column("status")
-    table.add_column("tries", justify="right")
-    table.add_column("output / reason", overflow="fold")
+def jobs_table(report: RunReport, verbose: bool = False) -> Table:
+    """One or two lines per job: the id, then where its answer went or why it failed (cut to one
+    line; all of it with `verbose`)."""
+    table = _compact(f"run {report.run_id}")
+    table.add_column("job / output or reason")
+    table.add_column("routed", no_wrap=True)
+    table.add_column("answered by", no_wrap=not verbose)
+    table.add_column("status", no_wrap=True)
+    table.add_column("tries", justify="right", no_wrap=True)
     for o in report.outcomes:
         cached = o.cache_hit and o.status == "ok"
         shown = "ok (your edit kept)" if o.kept_edit else "ok (cached)" if cached else o.status
         status = Text(shown, style="green" if o.status == "ok" else "red")
-        detail = o.output_path or (o.reason or "")
+        escalated = f"escalated ({o.escalation_reason}) " if o.escalation_reason else ""
+        if o.output_path:
+            detail = Line(escalated + "→ " + _path(o.output_path), "wrap" if verbose else "tail", "dim")
+        else:
+            detail = _reason(escalated + (o.reason or ""), verbose, "dim" if o.status == "ok" else "yellow")
         answering = o.answering
-        by = Text(answering.model if answering else o.actual_model or "not answered")
-        if o.answered_on:
-            by.append(f"\non {o.answered_on}", style="dim")  # which tier and host, not only the model
-        if o.escalation_reason:
-            detail = f"escalated ({o.escalation_reason}): {detail}"
-        table.add_row(o.job.id, o.decision.target, by, status, str(len(o.attempts)), detail[:300])
+        model = Line(answering.model if answering else o.actual_model or "not answered", "wrap" if verbose else "tail")
+        # which tier and host, not only the model; in the compact table it takes the model's width
+        host = Line(f"on {o.answered_on}" if o.answered_on else "", "wrap" if verbose else "head", "dim",
+                    sizes=verbose)
+        table.add_row(Fit(_id(o.job.id, verbose), detail), o.decision.target, Fit(model, host), status,
+                      str(len(o.attempts)))
+    if not verbose and any(o.reason and not o.output_path for o in report.outcomes):
+        table.caption = "reasons cut to one line: --verbose for all of them, --json for everything"
     return table
 
 
@@ -100,14 +124,15 @@ def summary_table(report: RunReport) -> Table:
 
 
 def dry_run_table(estimates: Sequence[Estimate]) -> Table:
-    table = Table(title="dry run: nothing was sent")
-    table.add_column("job", overflow="fold")
+    table = _compact("dry run: nothing was sent")
+    table.add_column("job")
     table.add_column("target")
     table.add_column("~tokens in", justify="right")
     table.add_column("max out", justify="right")
-    table.add_column("cloud cost at most", justify="right")
+    table.add_column("Claude at most", justify="right")
     for e in estimates:
-        table.add_row(e.routed.job.id, e.routed.decision.target, f"{e.input_tokens:,}", f"{e.max_output_tokens:,}",
+        table.add_row(Fit(Line(e.routed.job.id)), e.routed.decision.target, f"{e.input_tokens:,}",
+                      f"{e.max_output_tokens:,}",
                       _money(e.cloud_cost_usd_at_most))
     total = sum(e.cloud_cost_usd_at_most for e in estimates)
     expected = sum(e.baseline_usd for e in estimates)
@@ -150,143 +175,6 @@ class Progress:
         finished = sum(self.done.values())
         return Text(f"{finished}/{self.total} jobs · local {self.done['local']} · cloud {self.done['cloud']} · "
                     f"failed {self.failed} · escalated {self.escalated} · saved {_money(self.saved)}")
-
-
-# ---------------------------------------------------------------- eval and calibrate (replay sets)
-
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
-
-
-def _num(x: float | None, digits: int = 3) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
-
-
-def eval_table(report: EvalReport, judged: JudgeReport | None = None) -> Table:
-    """APGR and CPT of the policy beside the random and oracle references."""
-    r = report.replay
-    table = Table(title=f"{r.name}: {len(r.items)} items ({r.scale})", caption_justify="left")
-    table.add_column("routing")
-    table.add_column("APGR", justify="right")
-    table.add_column("CPT(50%)", justify="right")
-    table.add_column("CPT(80%)", justify="right")
-    table.add_row(Text(report.policy, style="bold"), _num(report.figures.apgr), _pct(report.figures.cpt50),
-                  _pct(report.figures.cpt80))
-    table.add_row(f"random (mean of {report.random_seeds} seeds)", _num(report.random.apgr),
-                  _pct(report.random.cpt50), _pct(report.random.cpt80))
-    table.add_row("oracle", _num(report.oracle.apgr), _pct(report.oracle.cpt50), _pct(report.oracle.cpt80))
-    caption = [f"local only: {_num(report.curve.local_quality)} ({r.local_label}); "
-               f"cloud only: {_num(report.curve.cloud_quality)} ({r.cloud_label})"]
-    caption += [f"{p.name}: {_pct(p.cloud_share)} cloud -> quality {_num(p.quality)}" for p in report.operating_points]
-    if judged is not None:
-        caption.append(judge_line(judged))
-    caption += [f"note: {n}" for n in report.notes + r.notes]
-    table.caption = "\n".join(caption)
-    return table
-
-
-def judge_line(judged: JudgeReport) -> str:
-    c, ci = judged.counts, judged.interval()
-    band = f" (95% CI {_pct(ci[0])}-{_pct(ci[1])})" if ci else ""
-    errors = f", {judged.errors} not judged" if judged.errors else ""
-    return (f"judge {judged.model}: {judged.judged} pairs: {c['tied']} tied, {c['local_worse']} local worse, "
-            f"{c['local_better']} local better{errors}; quality-regression rate "
-            f"{_pct(judged.regression_rate)}{band}")
-
-
-def quality_plot(report: EvalReport, width: int = 64, height: int = 16) -> Text:
-    """Quality against the share of cloud calls: plotext (6.x) when installed, else characters."""
-    try:
-        import plotext
-    except ImportError:
-        return ascii_quality_plot(report, width, height)
-    try:
-        return Text.from_ansi(_plotext_plot(plotext.figure, report, width, height))
-    except (AttributeError, TypeError):  # a plotext with another API (5.x): the plain plot will do
-        return ascii_quality_plot(report, width, height)
-
-
-def _plotext_plot(fig: Any, report: EvalReport, width: int, height: int) -> str:
-    fig.clear()
-    fig.plot_size(width + 12, height + 4)
-    lo, hi = report.curve.local_quality, report.curve.cloud_quality
-    series = [("random (expected)", [0.0, 100.0], [lo, hi], "."), (
-        "oracle", [100 * p.cloud_share for p in report.oracle_curve.points],
-        [p.quality for p in report.oracle_curve.points], "o"), (
-        report.policy, [100 * p.cloud_share for p in report.curve.points],
-        [p.quality for p in report.curve.points], "*")]
-    for label, xs, ys, marker in series:
-        signal = fig.signal(xs, ys, marker=marker)
-        signal.lines()
-        signal.label(label)
-        fig.draw(signal)
-    fig.label("cloud calls (%)", axis="x")
-    fig.label("quality", axis="y")
-    return str(fig.build().string())
-
-
-def ascii_quality_plot(report: EvalReport, width: int = 64, height: int = 16) -> Text:
-    """A character plot: `*` the policy, `o` the oracle, `.` random routing, `-` local only, `=` cloud only."""
-    lo_q, hi_q = report.curve.local_quality, report.curve.cloud_quality
-    values = [p.quality for c in (report.curve, report.oracle_curve) for p in c.points] + [lo_q, hi_q]
-    bottom, top = min(values), max(values)
-    span = (top - bottom) or 1.0
-    grid = [[" "] * width for _ in range(height)]
-
-    def row(q: float) -> int:
-        return height - 1 - round((q - bottom) / span * (height - 1))
-
-    def share(col: int) -> float:
-        return col / (width - 1)
-
-    for col in range(width):
-        grid[row(lo_q)][col] = "-"
-        grid[row(hi_q)][col] = "="
-        grid[row(lo_q + share(col) * (hi_q - lo_q))][col] = "."
-    for curve, mark in ((report.oracle_curve, "o"), (report.curve, "*")):
-        for col in range(width):
-            grid[row(curve.quality_at(share(col)))][col] = mark
-    label = max(len(_num(top)), len(_num(bottom)))
-    lines = []
-    for i, cells in enumerate(grid):
-        axis = _num(top) if i == 0 else _num(bottom) if i == height - 1 else ""
-        lines.append(f"{axis:>{label}} |{''.join(cells)}")
-    lines.append(" " * label + " +" + "-" * width)
-    lines.append(" " * label + "  0%" + "cloud calls".center(width - 8) + "100%")
-    lines.append(f"{'':{label}}  * {report.policy}  o oracle  . random  - local only  = cloud only")
-    return Text("\n".join(lines))
-
-
-def calibrate_table(cal: Calibration, cloud_model: str) -> Table:
-    """The configured and the suggested thresholds side by side, with what each gives."""
-    table = Table(title=f"calibrate: at most {_pct(cal.target)} quality regression", caption_justify="left")
-    table.add_column("")
-    table.add_column("configured", justify="right")
-    table.add_column("suggested", justify="right")
-
-    def both(label: str, show: Callable[[Setting], str]) -> None:
-        table.add_row(label, show(cal.current), show(cal.suggested))
-
-    both("router.score_threshold", lambda s: f"{s.score_threshold:g}")
-    both("router.confidence_threshold", lambda s: f"{s.confidence_threshold:g}")
-    both("answered locally (diversion)", lambda s: _pct(s.local_share))
-    both("escalated by validators", lambda s: _pct(s.escalated_share))
-    both("quality", lambda s: _num(s.quality))
-    both("quality regression", lambda s: _pct(s.regression))
-    both(f"cloud cost ({cloud_model})", lambda s: _money(s.cost_usd))
-    both("saved vs all-cloud", lambda s: f"{_money(cal.saved_usd(s))} ({cal.saved_pct(s):.1f}%)")
-    notes = [f"all cloud: quality {_num(cal.all_cloud_quality)}, {_money(cal.all_cloud_cost_usd)}; "
-             f"all local: quality {_num(cal.all_local_quality)}",
-             f"{cal.candidates} threshold pairs screened" + ("; validators escalate invalid local answers"
-                                                              if cal.uses_validator else "")]
-    if not cal.reached:
-        notes.append(f"the target is out of reach: the least regression found is {_pct(cal.suggested.regression)} "
-                     "(hard local rules ignore the thresholds)")
-    table.caption = "\n".join(notes)
-    return table
-
 
 
 # ---------------------------------------------------------------- router-status and ollama status

@@ -34,6 +34,7 @@ from ollama_dist.run.handback import HandedBack
 from ollama_dist.run.ladder import (
     CLOUD_ATTEMPTS,
     LOCAL_ATTEMPTS,
+    Refresh as Refresh,  # re-exported: api
     RunContext as RunContext,  # re-exported: api
     Tier,
     models_key,
@@ -99,8 +100,10 @@ class Dispatcher:
         self.recorder = Recorder(ledger, prices, run, lambda job: self.models(job)[2])
         self.finished: list[Outcome] = []  # in the order they finished: an interrupted run's report
         self.notes: list[str] = []  # said once for the run (the report's notes)
+        self.refreshed = 0  # cached answers discarded by --refresh
 
     async def run(self, routed: Sequence[tuple[Job, Decision]]) -> list[Outcome]:
+        self.refreshed = self._refresh([job for job, _ in routed])
         if not self.cloud_batch:
             return list(await asyncio.gather(*(self.run_job(job, decision) for job, decision in routed)))
         batched = [i for i, (j, d) in enumerate(routed) if d.target == "cloud" and j.error is None]
@@ -111,6 +114,12 @@ class Dispatcher:
         )
         by_index = dict(zip(direct, results[0])) | dict(zip(batched, results[1]))
         return [by_index[i] for i in range(len(routed))]
+
+    def _refresh(self, jobs: Sequence[Job]) -> int:
+        """Discard the cached answers `--refresh` names, before any job looks: they are asked again."""
+        keys = [(job.task.fingerprint(), job.input_hash, models_key(*self.models(job)))
+                for job in jobs if self.run_ctx.refresh.covers(job.task.name)]
+        return self.ledger.discard(self.run_ctx.run_id, keys) if keys else 0
 
     # ------------------------------------------------------------ one job
 

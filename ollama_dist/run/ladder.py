@@ -4,17 +4,39 @@ verdict on one completion (a cut-off answer is never accepted)."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from ollama_dist.backends.base import Backend, Completion
 from ollama_dist.checks.validate import Verdict, validate
+from ollama_dist.errors import InputError
 from ollama_dist.tasks.model import Job
 
 TRUNCATED = frozenset({"length", "max_tokens", "model_context_window_exceeded"})
 LOCAL_ATTEMPTS = 2
 CLOUD_ATTEMPTS = 2
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """Whose cached answers a run discards and asks again (`run --refresh`, `--refresh-task TASK`).
+    The ledger keeps the old attempts; it only stops serving them."""
+
+    every: bool = False
+    tasks: frozenset[str] = frozenset()
+
+    def covers(self, task: str) -> bool:
+        return self.every or task in self.tasks
+
+    def check(self, names: Iterable[str]) -> None:
+        """An InputError for a named task the run does not have (a typo would refresh nothing)."""
+        known = sorted(set(names))
+        unknown = sorted(self.tasks - set(known))
+        if unknown:
+            raise InputError(f"refresh names `{unknown[0]}`, which is not a task of this run",
+                             hint="tasks here: " + ", ".join(known))
 
 
 @dataclass(frozen=True)
@@ -26,6 +48,7 @@ class RunContext:
     git_head: str | None = None
     store_text: bool = False
     force: bool = False  # overwrite outputs edited since they were written
+    refresh: Refresh = field(default_factory=Refresh)  # cached answers to discard and ask again
 
 
 @dataclass(frozen=True)

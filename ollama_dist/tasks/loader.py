@@ -1,12 +1,12 @@
 """Task files (see TASKFILE.md) and the jobs they expand into.
 
-Loading is strict: every problem is one InputError naming file, line and field.
+Loading is strict: every problem is an InputError naming file, line and field, and all the
+problems found are reported at once (InputErrors), file by file in line order.
 A job is (task, one input) with a stable id, so a later run can tell what is done.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import re
 from collections.abc import Iterable, Iterator
@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ollama_dist.checks.validate import check_pattern, check_schema
-from ollama_dist.errors import InputError
+from ollama_dist.errors import InputError, InputErrors
 from ollama_dist.tasks import inputs as inputs_io
 from ollama_dist.tasks.model import (  # re-exported: a script may import them from here
     NAME_PATTERN as NAME_PATTERN,
@@ -29,13 +29,10 @@ from ollama_dist.tasks.model import (  # re-exported: a script may import them f
     Task as Task,
     TaskSource as TaskSource,
 )
-from ollama_dist.yamlfile import MAX_BYTES, YamlDoc, dotted, load_yaml, parse_yaml, validation_error
+from ollama_dist.tasks.placeholders import check_placeholders, fill, placeholders
+from ollama_dist.yamlfile import MAX_BYTES, YamlDoc, dotted, load_yaml, parse_yaml, validation_errors
 
 TASK_SUFFIXES = (".yaml", ".yml")
-PROMPT_FIELDS = ("input", "path", "name")
-WRITE_FIELDS = ("stem", "name", "path")
-# `{word}` is a placeholder; `{{word}}` (doubled) is left as it stands, and so is any other brace
-_PLACEHOLDER = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})")
 # control characters (tab, newline and carriage return aside), DEL, C1 and lone surrogates
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
@@ -78,6 +75,15 @@ def _merge(defaults: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_file(source: TaskSource) -> list[Task]:
+    """The tasks of one file; every problem in it is reported at once, in line order."""
+    tasks, errors = _file_tasks(source)
+    if errors:
+        raise InputErrors.of(errors)
+    return tasks
+
+
+def _file_tasks(source: TaskSource) -> tuple[list[Task], list[InputError]]:
+    """The file's valid tasks and the problems found in it (a YAML error stops at itself)."""
     if isinstance(source, InlineTasks):
         if len(source.text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
             raise InputError(f"the task text is larger than {MAX_BYTES:,} bytes", file=str(source.path),
@@ -89,52 +95,76 @@ def load_file(source: TaskSource) -> list[Task]:
     data = doc.data
     if not isinstance(data, dict):
         raise InputError("a task file holds one task (a mapping) or `tasks:` (a list)", file=str(path), line=1)
-    if "tasks" in data:
-        extra = sorted(set(data) - {"tasks", "defaults"})
-        if extra:
-            raise InputError("unknown field beside `tasks:`", file=str(path), line=doc.line_of((extra[0],)),
-                             field=extra[0], hint="only `defaults:` and `tasks:` go at the top of a list file")
-        items = data["tasks"]
-        defaults = data.get("defaults") or {}
-        if not isinstance(items, list) or not items:
-            raise InputError("`tasks` must be a non-empty list of tasks", file=str(path),
-                             line=doc.line_of(("tasks",)), field="tasks")
-        if not isinstance(defaults, dict):
-            raise InputError("`defaults` must be a mapping", file=str(path), line=doc.line_of(("defaults",)),
-                             field="defaults")
-        tasks = []
-        for i, item in enumerate(items):
-            if not isinstance(item, dict):
-                raise InputError("each entry of `tasks` must be a mapping", file=str(path),
-                                 line=doc.line_of(("tasks", i)), field=f"tasks[{i}]")
-            tasks.append(_task(_merge(defaults, item), doc, ("tasks", i), frozenset(defaults) - frozenset(item)))
-        return tasks
-    return [_task(data, doc, ())]
+    if "tasks" not in data:
+        task, errors = _task(data, doc, ())
+        return [task] if task else [], errors
+    errors = [InputError("unknown field beside `tasks:`", file=str(path), line=doc.line_of((key,)), field=key,
+                         hint="only `defaults:` and `tasks:` go at the top of a list file")
+              for key in sorted(set(data) - {"tasks", "defaults"}, key=lambda k: doc.line_of((k,)) or 0)]
+    items = data["tasks"]
+    defaults = data.get("defaults") or {}
+    if not isinstance(items, list) or not items:
+        errors.append(InputError("`tasks` must be a non-empty list of tasks", file=str(path),
+                                 line=doc.line_of(("tasks",)), field="tasks"))
+    if not isinstance(defaults, dict):
+        errors.append(InputError("`defaults` must be a mapping", file=str(path), line=doc.line_of(("defaults",)),
+                                 field="defaults"))
+    if errors:
+        return [], errors
+    tasks = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            errors.append(InputError("each entry of `tasks` must be a mapping", file=str(path),
+                                     line=doc.line_of(("tasks", i)), field=f"tasks[{i}]"))
+            continue
+        task, problems = _task(_merge(defaults, item), doc, ("tasks", i), frozenset(defaults) - frozenset(item))
+        tasks.extend([task] if task else [])
+        errors.extend(problems)
+    return tasks, errors
 
 
 def _task(data: dict[str, Any], doc: YamlDoc, prefix: tuple[str | int, ...],
-          from_defaults: frozenset[str] = frozenset()) -> Task:
-    _check_characters(data, doc, prefix, from_defaults)
+          from_defaults: frozenset[str] = frozenset()) -> tuple[Task | None, list[InputError]]:
+    """The task, or None, and every problem found in it."""
+    errors = _check_characters(data, doc, prefix, from_defaults)
     try:
         task = Task.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors()
-        loc = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])["loc"]
         # a field that came from `defaults:` is reported where it stands
-        where = ("defaults",) if loc and loc[0] in from_defaults else prefix
-        raise validation_error(exc, doc, Task, where) from exc
+        errors += validation_errors(exc, doc, Task, lambda loc: ("defaults",) if loc and loc[0] in from_defaults
+                                    else prefix)
+        return None, errors + _check_output(*_parts(data), doc, prefix)
+    errors += _check_output(task.prompt, task.output, task.inputs, doc, prefix)
+    if errors:
+        return None, errors
     task._file = doc.path
     task._line = doc.line_of(prefix) or 1
     task._doc = doc
     task._prefix = prefix
-    _check_output(task, doc, prefix)
-    return task
+    return task, []
+
+
+def _parts(data: dict[str, Any]) -> tuple[str | None, Output | None, Inputs | None]:
+    """The parts of an invalid task that are valid on their own, so their own checks still run
+    (their own validation errors are already among the task's)."""
+    prompt = data.get("prompt")
+    parts: list[Output | Inputs | None] = []
+    for key, model in (("output", Output), ("inputs", Inputs)):
+        try:
+            parts.append(model.model_validate(data.get(key) or {}))
+        except ValidationError:
+            parts.append(None)
+    output, inputs = parts
+    assert output is None or isinstance(output, Output)
+    assert inputs is None or isinstance(inputs, Inputs)
+    return (prompt if isinstance(prompt, str) else None), output, inputs
 
 
 def _check_characters(data: dict[str, Any], doc: YamlDoc, prefix: tuple[str | int, ...],
-                      from_defaults: frozenset[str]) -> None:
+                      from_defaults: frozenset[str]) -> list[InputError]:
     """No control character, DEL or lone surrogate in any string of a task (keys included):
     none has a use in a declaration, and a lone surrogate cannot even be sent."""
+    errors: list[InputError] = []
     stack: list[tuple[tuple[str | int, ...], Any]] = [((), data)]
     while stack:
         loc, value = stack.pop()
@@ -150,80 +180,76 @@ def _check_characters(data: dict[str, Any], doc: YamlDoc, prefix: tuple[str | in
             found = _CONTROL.search(text)
             if found:
                 where = ("defaults",) + loc if loc and loc[0] in from_defaults else prefix + loc
-                raise InputError(f"a control character {found.group()!r} in the text", file=str(doc.path),
-                                 line=doc.line_of(where), field=dotted(prefix + loc) or None,
-                                 hint="only tab, newline and carriage return may stand in a task's text; "
-                                      "put other bytes in an input file")
+                errors.append(InputError(
+                    f"a control character {found.group()!r} in the text", file=str(doc.path),
+                    line=doc.line_of(where), field=dotted(prefix + loc) or None,
+                    hint="only tab, newline and carriage return may stand in a task's text; "
+                         "put other bytes in an input file"))
         stack.extend((loc + (k,), v) for k, v in items)
+    return errors
 
 
-def placeholders(template: str) -> list[str]:
-    """The `{word}` placeholders of a template, in order (a doubled `{{word}}` is not one)."""
-    return _PLACEHOLDER.findall(template)
+def _check_output(prompt: str | None, out: Output | None, inp: Inputs | None, doc: YamlDoc,
+                  prefix: tuple[str | int, ...]) -> list[InputError]:
+    """What the model cannot say: placeholders, the pattern, the schema and the inputs the prompt needs."""
+    errors = check_placeholders(prompt, out.write if out else None, doc, prefix)
 
+    def problem(message: str, *field: str, line: int | None = None, hint: str | None = None) -> None:
+        errors.append(InputError(message, file=str(doc.path), line=line or doc.line_of(prefix + field),
+                                 field=dotted(prefix + field), hint=hint))
 
-def fill(template: str, values: dict[str, str]) -> str:
-    """Each known `{word}` replaced by its value in one pass: a value is never expanded again."""
-    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
-
-
-def _check_placeholders(task: Task, doc: YamlDoc, prefix: tuple[str | int, ...]) -> None:
-    """A typo such as `{inptu}` is an error. In a prompt, other words in braces are text (an
-    API path's `{id}`, say) unless they look like a known placeholder; a write template
-    knows only its own."""
-    checks = [("prompt", task.prompt, PROMPT_FIELDS, True)]
-    if task.output.write:
-        checks.append(("output.write", task.output.write, WRITE_FIELDS, False))
-    for field_name, template, known, lenient in checks:
-        for word in placeholders(template):
-            if word in known:
-                continue
-            close = difflib.get_close_matches(word, known, n=1, cutoff=0.7)
-            if lenient and not close:
-                continue
-            hint = f"did you mean `{{{close[0]}}}`?" if close else f"known here: {', '.join(f'{{{k}}}' for k in known)}"
-            raise InputError(f"unknown placeholder `{{{word}}}`", file=str(doc.path),
-                             line=doc.line_of(prefix + tuple(field_name.split("."))), field=field_name,
-                             hint=hint + (" (write `{{" + word + "}}` to keep the braces as text)" if lenient else ""))
-
-
-def _check_output(task: Task, doc: YamlDoc, prefix: tuple[str | int, ...]) -> None:
-    out = task.output
-    _check_placeholders(task, doc, prefix)
-    if out.pattern is not None:
-        problem = check_pattern(out.pattern)
-        if problem:
-            raise InputError(f"not a valid regular expression: {problem}", file=str(doc.path),
-                             line=doc.line_of(prefix + ("output", "pattern")), field="output.pattern",
-                             hint="regexes follow Python's `re`; quote the YAML string with single quotes")
-    if out.schema_ is not None:
-        problem = check_schema(out.schema_)
-        if problem:
-            raise InputError(f"not a valid JSON Schema: {problem}", file=str(doc.path),
-                             line=doc.line_of(prefix + ("output", "schema")), field="output.schema")
+    if out is not None and out.pattern is not None and (bad := check_pattern(out.pattern)):
+        problem(f"not a valid regular expression: {bad}", "output", "pattern",
+                hint="regexes follow Python's `re`; quote the YAML string with single quotes")
+    if out is not None and out.schema_ is not None:
+        if bad := check_schema(out.schema_):
+            problem(f"not a valid JSON Schema: {bad}", "output", "schema")
         if out.format not in ("json", "yaml"):
-            raise InputError("a schema needs `format: json` or `format: yaml`", file=str(doc.path),
-                             line=doc.line_of(prefix + ("output", "format")) or doc.line_of(prefix + ("output",)),
-                             field="output.format", hint="set `format: json`")
-    inp = task.inputs
-    if not (inp.text or inp.files or inp.git) and "input" in placeholders(task.prompt):
-        raise InputError("the prompt uses {input} but the task has no inputs", file=str(doc.path),
-                         line=doc.line_of(prefix + ("prompt",)), field="inputs",
-                         hint="add `inputs: {text: ...}` or `inputs: {files: [...]}`")
+            problem("a schema needs `format: json` or `format: yaml`", "output", "format",
+                    line=doc.line_of(prefix + ("output", "format")) or doc.line_of(prefix + ("output",)),
+                    hint="set `format: json`")
+    if inp is not None and prompt and not (inp.text or inp.files or inp.git) and "input" in placeholders(prompt):
+        problem("the prompt uses {input} but the task has no inputs", "inputs",
+                line=doc.line_of(prefix + ("prompt",)), hint="add `inputs: {text: ...}` or `inputs: {files: [...]}`")
+    return errors
+
+
+def _in_order(errors: list[InputError], files: list[TaskSource]) -> InputError:
+    """All the problems as one error, file by file (in the order the files were found), then by line."""
+    rank = {str(source): i for i, source in enumerate(files)}
+    return InputErrors.of(sorted(errors, key=lambda e: (rank.get(e.file or "", len(rank)), e.line or 0)))
+
+
+def _all_tasks(paths: Iterable[TaskSource]) -> tuple[list[Task], list[InputError], list[TaskSource]]:
+    """The valid tasks, every problem found in the files, and the files in the order found."""
+    tasks: list[Task] = []
+    errors: list[InputError] = []
+    seen: dict[str, Task] = {}
+    files = find_task_files(paths)
+    for path in files:
+        try:
+            found, problems = _file_tasks(path)
+        except InputError as exc:  # the file as a whole: not YAML, too large, not a mapping
+            errors.append(exc)
+            continue
+        errors.extend(problems)
+        for task in found:
+            if task.name in seen:
+                first = seen[task.name]
+                errors.append(InputError(f"duplicate task name `{task.name}` (first at {first.file}:{first.line})",
+                                         file=str(task.file), line=task.line, field="name",
+                                         hint="task names must be unique within one run"))
+                continue
+            seen[task.name] = task
+            tasks.append(task)
+    return tasks, errors, files
 
 
 def load_tasks(paths: Iterable[TaskSource]) -> list[Task]:
-    tasks: list[Task] = []
-    seen: dict[str, Task] = {}
-    for path in find_task_files(paths):
-        for task in load_file(path):
-            if task.name in seen:
-                first = seen[task.name]
-                raise InputError(f"duplicate task name `{task.name}` (first at {first.file}:{first.line})",
-                                 file=str(task.file), line=task.line, field="name",
-                                 hint="task names must be unique within one run")
-            seen[task.name] = task
-            tasks.append(task)
+    """Every task of the task files under `paths`; every problem in them is reported at once."""
+    tasks, errors, files = _all_tasks(paths)
+    if errors:
+        raise _in_order(errors, files)
     return tasks
 
 
@@ -309,25 +335,35 @@ def expand(task: Task, root: Path, *, allow_outside_root: bool = False) -> Itera
     yield _job(task, text, None, root, ident, error=error, notes=tuple(notes))
 
 
-def _check_targets(jobs: list[Job]) -> None:
+def _check_targets(jobs: list[Job]) -> list[InputError]:
     """Two jobs writing one file would keep one answer and pay for the other on every run."""
     writers: dict[Path, Job] = {}
+    errors = []
     for job in jobs:
         if job.write_path is None:
             continue
         first = writers.setdefault(job.write_path, job)
         if first is not job:
             task = job.task
-            raise InputError(f"jobs `{first.id}` and `{job.id}` both write {job.write_path}",
-                             file=str(task.file), line=task.line_of("output", "write"), field="output.write",
-                             hint="put `{stem}` or `{path}` in the write template so each job writes its own file")
+            errors.append(InputError(
+                f"jobs `{first.id}` and `{job.id}` both write {job.write_path}",
+                file=str(task.file), line=task.line_of("output", "write"), field="output.write",
+                hint="put `{stem}` or `{path}` in the write template so each job writes its own file"))
+    return errors
 
 
 def load_jobs(paths: Iterable[TaskSource], root: Path, *, allow_outside_root: bool = False) -> list[Job]:
     """Every job of the task files under `paths`; inputs and outputs stay inside `root`
-    (inputs may leave it with `allow_outside_root`, for users who mean it)."""
+    (inputs may leave it with `allow_outside_root`, for users who mean it). Every problem
+    found, in the files or in what their tasks read and write, is reported at once."""
+    tasks, errors, files = _all_tasks(paths)
     jobs: list[Job] = []
-    for task in load_tasks(paths):
-        jobs.extend(expand(task, root, allow_outside_root=allow_outside_root))
-    _check_targets(jobs)
+    for task in tasks:
+        try:
+            jobs.extend(expand(task, root, allow_outside_root=allow_outside_root))
+        except InputError as exc:
+            errors.append(exc)
+    errors += _check_targets(jobs)
+    if errors:
+        raise _in_order(errors, files)
     return jobs

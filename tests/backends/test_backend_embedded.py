@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -115,7 +117,66 @@ async def test_a_slow_model_is_a_timeout() -> None:
         await EmbeddedBackend(model=RecordingModel(delay_s=0.5)).complete(request("hi", timeout_s=0.05))
 
 
+class StoppableModel(LocalModel):
+    """A LocalModel whose call lasts until it is told to stop (or 60 s), as a long generation does."""
+
+    def __init__(self) -> None:
+        super().__init__(Path("/nonexistent.gguf"))
+        self.stopped: bool | None = None
+        self.finished = threading.Event()
+
+    def chat(self, messages: Any, *, stop: threading.Event | None = None, **kwargs: Any) -> ChatResult:
+        assert stop is not None
+        self.stopped = stop.wait(60)
+        self.finished.set()
+        raise Timeout("the local model was stopped")
+
+
+@pytest.mark.parametrize("how", ["cancelled", "timed-out"])
+async def test_a_call_given_up_tells_the_model_to_stop(how: str) -> None:
+    """Ctrl-C cancels the run's tasks: the worker thread must end too, or asyncio.run waits for it
+    (a whole generation, 80 s measured on the loaded 2-core machine) before the process can exit."""
+    model = StoppableModel()
+    call = asyncio.create_task(EmbeddedBackend(model=model).complete(
+        request("hi", timeout_s=0.2 if how == "timed-out" else 60)))
+    await asyncio.sleep(0.05)
+    if how == "cancelled":
+        call.cancel()
+    with pytest.raises(asyncio.CancelledError if how == "cancelled" else Timeout):
+        await call
+    assert await asyncio.to_thread(model.finished.wait, 60)
+    assert model.stopped is True
+
+
+def test_a_call_stopped_while_it_waited_never_starts() -> None:
+    stop = threading.Event()
+    stop.set()
+    model = LocalModel(Path("/nonexistent.gguf"))  # never loaded: the call ends before it would be
+    with pytest.raises(Timeout, match="stopped before it started"):
+        model.chat([{"role": "user", "content": "hi"}], max_tokens=10, temperature=0.0, stop=stop)
+
+
 # --- the real model ----------------------------------------------------------------------
+
+
+@pytest.mark.real_model
+def test_real_model_stops_mid_generation_and_answers_after(local_model: LocalModel) -> None:
+    stop = threading.Event()
+    tokens: list[int] = []
+    story = [{"role": "user", "content": "Write a very long story about a cat who travels the world."}]
+    timer = threading.Timer(1.0, stop.set)
+    timer.start()
+    try:
+        with pytest.raises(Timeout, match="stopped"):  # not a ChatResult of 4000 tokens
+            tokens.append(local_model.chat(story, max_tokens=4000, temperature=0.0, stop=stop).completion_tokens)
+    finally:
+        timer.cancel()
+    assert tokens == []
+    value = json.loads(local_model.chat([{"role": "user", "content": CITY_PROMPT}], max_tokens=64,
+                                        temperature=0.0, schema=CITY_SCHEMA).text)
+    assert value["city"].strip() == "Lisbon"  # what the stopped call left in the KV cache is gone
+
+
 
 
 @pytest.mark.real_model

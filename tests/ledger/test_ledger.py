@@ -56,6 +56,22 @@ def test_cache_lookup_matches_task_input_and_models(tmp_path: Path) -> None:
     assert ledger.cached("other-task-def", "h", "m") is None
 
 
+def test_discarded_answers_are_not_served_again_and_stay_recorded(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.db")
+    assert ledger.columns("discarded_answers") == ["id", "run_id", "ts", "task_fingerprint", "input_hash",
+                                                   "models_key", "before_id"]
+    ledger.record(attempt(output_path="/old", output_hash="a", final=True))
+    ledger.record(attempt(input_hash="other", output_path="/kept", output_hash="b", final=True))
+    assert ledger.discard("r2", [("f", "h", "m"), ("f", "h", "m"), ("f", "never", "m")]) == 1
+    assert ledger.cached("f", "h", "m") is None  # asked again, however many runs later
+    assert ledger.cached("f", "other", "m") is not None  # another input is not touched
+    ledger.record(attempt(run_id="r2", output_path="/new", output_hash="c", final=True))
+    hit = ledger.cached("f", "h", "m")
+    assert hit is not None and hit.output_path == "/new"  # the new answer is served
+    rows = ledger.connection.execute("SELECT output_path FROM attempts ORDER BY id").fetchall()
+    assert [r[0] for r in rows] == ["/old", "/kept", "/new"]  # history kept
+
+
 def test_history_counts_jobs_that_failed_locally(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "l.db")
     for job in ("a", "b", "c"):

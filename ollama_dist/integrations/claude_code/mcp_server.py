@@ -41,6 +41,7 @@ from ollama_dist.errors import InputError, OllamaDistError
 if TYPE_CHECKING:
     from mcp import types
 
+    from ollama_dist.api import Refresh
     from ollama_dist.config import Settings
     from ollama_dist.tasks.model import TaskSource
 
@@ -69,6 +70,10 @@ _TASK_PROPERTIES: dict[str, Any] = {
         "directory and inside it; default: the project directory.")},
 }
 _TASK_SCHEMA: dict[str, Any] = {"type": "object", "properties": _TASK_PROPERTIES, "additionalProperties": False}
+_REFRESH: dict[str, Any] = {"type": ["boolean", "array"], "items": {"type": "string"}, "description": (
+    "Discard cached answers and ask again: `true` for every task, or a list of task names. Use it when "
+    "a cached answer is wrong; the old answers stay in the ledger.")}
+_RUN_SCHEMA: dict[str, Any] = {**_TASK_SCHEMA, "properties": {**_TASK_PROPERTIES, "refresh": _REFRESH}}
 
 TOOLS: dict[str, tuple[str, dict[str, Any]]] = {
     "route_tasks": (
@@ -88,7 +93,7 @@ TOOLS: dict[str, tuple[str, dict[str, Any]]] = {
         "\"name: city\\nprompt: Extract the city. Reply with JSON only.\\ninputs: {text: Our office moved "
         "to Lisbon.}\\noutput: {format: json, schema: {type: object, required: [city], "
         "properties: {city: {type: string}}}}\"",
-        _TASK_SCHEMA,
+        _RUN_SCHEMA,
     ),
     "router_status": (
         "What the router did in this Claude Code session (or `since` a time): jobs, diversion and "
@@ -239,13 +244,27 @@ async def run_tasks(args: Mapping[str, Any], state: ServerState) -> dict[str, An
 
     settings = state.settings()
     hand_back = cloud_mode(settings, state.env) == "caller"
-    paths, root = task_paths(args, state)
+    refresh = _refresh(args.get("refresh"))
+    paths, root = task_paths({k: v for k, v in args.items() if k != "refresh"}, state)
     report = await api.run_async(paths, root=root, settings=settings, session=state.live_session(settings),
-                                 env=state.env, hand_back=hand_back)
+                                 env=state.env, hand_back=hand_back, refresh=refresh)
     data = report.as_json()
     return {"run_id": data["run_id"], "session": data["session"],
             "jobs": [_job_result(j, state.project) for j in data["jobs"]], "totals": data["totals"],
             "notes": data["notes"] + ([HAND_BACK_NOTE] if data["totals"]["handed_back"] else [])}
+
+
+def _refresh(value: object) -> Refresh:
+    """`refresh`: absent or false, nothing; true, every task; a list, the tasks it names."""
+    from ollama_dist.api import Refresh
+
+    if value is None or value is False:
+        return Refresh()
+    if value is True:
+        return Refresh(every=True)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return Refresh(tasks=frozenset(value))
+    raise InputError("`refresh` must be true, false or a list of task names")
 
 
 def router_status(args: Mapping[str, Any], state: ServerState) -> dict[str, Any]:
