@@ -88,7 +88,7 @@ def jobs_table(report: RunReport, verbose: bool = False) -> Table:
         cached = o.cache_hit and o.status == "ok"
         shown = "ok (your edit kept)" if o.kept_edit else "ok (cached)" if cached else o.status
         status = Text(shown, style="green" if o.status == "ok" else "red")
-        escalated = f"escalated ({o.escalation_reason}) " if o.escalation_reason else ""
+        escalated = f"after escalation ({o.escalation_reason}) " if o.escalation_reason else ""
         if o.output_path:
             detail = Line(escalated + "→ " + _path(o.output_path), "wrap" if verbose else "tail", "dim")
         else:

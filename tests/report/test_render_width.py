@@ -99,7 +99,7 @@ def test_the_jobs_table_at_80_columns(jobs: list, tmp_path: Path, monkeypatch: p
     # no id, path, host or word is broken inside a word: every run of letters and digits shown is whole
     shown = {w for ln in body for w in re.findall(r"[A-Za-z0-9_]+", ln)}
     every = " ".join([*(j.id for j in jobs), "tasks/examples/out/contacts/amara-okonkwo-lagos-office.json",
-                      LONG_REASON, HOST, "ok failed local cloud on ollama gemma3:270m claude-haiku-5-5 claude-sonnet-5-5 1 3"])
+                      LONG_REASON, HOST, "ok failed local cloud on ollama gemma3:270m claude-haiku-5-5 claude-sonnet-5-5 1 3 not answered after escalation invalid"])
     whole = set(re.findall(r"[A-Za-z0-9_]+", every))
     assert shown <= whole, shown - whole
     assert "amara-okonkwo-lagos-office.json" in text  # a path keeps its file name
@@ -132,7 +132,7 @@ def test_verbose_shows_every_reason_in_full_broken_at_words(jobs: list, tmp_path
     hosts = "".join(column(text, "answered by", "status")).replace(" ", "")
     assert f"onollama{HOST}" in hosts  # the host in full, broken after `-` and `.`
     every = " ".join([LONG_REASON, str(report_output(tmp_path).relative_to(tmp_path)), HOST,
-                      *(j.id for j in jobs)])
+                      *(j.id for j in jobs), "not answered after escalation invalid"])
     whole = set(re.findall(r"[A-Za-z0-9_]+", every))
     shown = {w for ln in first + column(text, "answered by", "status") for w in re.findall(r"[A-Za-z0-9_]+", ln)}
     assert shown <= whole | {"on", "ollama", "gemma3", "270m", "claude", "sonnet", "5"}, shown - whole

@@ -216,4 +216,4 @@ def test_an_escalated_job_says_why_it_left_the_local_lane(world: dict[str, Any])
     assert data["totals"]["escalation_reasons"] == {"invalid": 1}
     Path("t/in2.txt").write_text("Our office moved to town number 1 again.\n")
     _, out = table(str(path))
-    assert "escalated (invalid):" in out
+    assert "after escalation (invalid)" in out
