@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ollama_dist.errors import LedgerError
 from ollama_dist.ledger.migrations import MIGRATIONS
+from ollama_dist.ledger.plan_usage import PlanUsage
 
 
 class TaskHistory(BaseModel):
@@ -239,6 +240,15 @@ class Ledger:
 
     def mark_final(self, row_id: int) -> None:
         self._write("UPDATE attempts SET final = 1 WHERE id = ?", (row_id,))
+
+    def record_plan_usage(self, usage: PlanUsage) -> bool:
+        """A reading of the plan's usage (ledger.plan_usage); False when it repeats the last one."""
+        from ollama_dist.ledger import plan_usage
+
+        try:
+            return plan_usage.insert(self._db, usage)
+        except sqlite3.Error as exc:
+            raise ledger_error(self.path, "write", exc) from exc
 
     def breaker_event(self, run_id: str, ts: float, state: str, reason: str) -> None:
         self._write("INSERT INTO breaker_events (run_id, ts, state, reason) VALUES (?, ?, ?, ?)",
