@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from ollama_dist.integrations.claude_code import session
+from tests.integrations.test_mcp import CITY, REPO, claude, connect, noisy, ollama, server_env  # noqa: F401  (fixtures)
 from tests.servers.anthropic import AnthropicServer
 from tests.servers.ollama import FakeOllama
-from tests.integrations.test_mcp import CITY, REPO, claude, connect, noisy, ollama, server_env  # noqa: F401  (fixtures)
 
 
 def run_hook(payload: object, home: Path, project: Path) -> subprocess.CompletedProcess[str]:

@@ -20,9 +20,9 @@ from ollama_dist.cli import app
 from ollama_dist.config import load_settings
 from ollama_dist.run import handback
 from ollama_dist.tasks.loader import load_jobs
+from tests.integrations.test_mcp import CITY, claude, connect, noisy, ollama, server_env  # noqa: F401  (fixtures)
 from tests.servers.anthropic import AnthropicServer
 from tests.servers.ollama import FakeOllama
-from tests.integrations.test_mcp import CITY, claude, connect, noisy, ollama, server_env  # noqa: F401  (fixtures)
 
 REVIEW = textwrap.dedent("""\
     name: review

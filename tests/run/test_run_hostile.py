@@ -18,8 +18,8 @@ import pytest
 from ollama_dist.backends.base import Completion, Request
 from ollama_dist.backends.ollama import OllamaBackend
 from ollama_dist.run.dispatch import Dispatcher
-from tests.servers.ollama import FakeOllama
 from tests.run.test_run import claude, ledger_rows, ollama, run_json, world  # noqa: F401  (world: the fixture)  # noqa: F401  (fixtures world needs)
+from tests.servers.ollama import FakeOllama
 
 CITY = {"type": "object", "required": ["city"], "properties": {"city": {"type": "string"}}}
 
