@@ -129,10 +129,10 @@ class RunReport:
     def totals(self) -> dict[str, Any]:
         attempts = [a for o in self.outcomes for a in o.attempts + o.shadow]
         cost = sum(a.cost_usd for a in attempts)
-        # a handed-back job costs the caller about what it would have cost here: in the baseline
-        # (the whole run on Claude), never in the savings (what the local lane did)
-        handed = sum(o.handed_back["estimated_cost_usd"] for o in self.outcomes if o.handed_back)
-        baseline = sum(a.baseline_cost_usd for a in attempts)
+        # a handed-back job costs the caller about what it would have cost here: its row carries that
+        # as its baseline (the whole run on Claude), and it is never in the savings (what the local lane did)
+        handed = sum(a.baseline_cost_usd for a in attempts if a.outcome == "handed_back")
+        baseline = sum(a.baseline_cost_usd for a in attempts) - handed
         escalations: dict[str, int] = {}
         for o in self.outcomes:
             reason = o.escalation_reason

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from ollama_dist.ledger.plan_usage import PlanUsage
+
 if TYPE_CHECKING:
     from ollama_dist.report.status import Scope
 
@@ -36,8 +38,10 @@ class Counts:
     cache_hits: int = 0
     local_answers: int = 0
     local_invalid: int = 0
+    handed_back: int = 0  # jobs handed back to the calling Claude (run_tasks in a Claude Code session)
     cost_usd: float = 0.0
-    baseline_cost_usd: float = 0.0
+    baseline_cost_usd: float = 0.0  # the whole scope on Claude, handed-back jobs at their estimate
+    handed_back_usd: float = 0.0  # what the handed-back jobs cost the caller, about: never saved
     tokens_saved: int = 0
     timed: dict[str, int] = field(default_factory=dict)
 
@@ -53,7 +57,10 @@ class Counts:
         if not final:
             return
         self.jobs += n
-        if outcome in ANSWERED:
+        if outcome == "handed_back":
+            self.handed_back += n
+            self.handed_back_usd += baseline
+        elif outcome in ANSWERED:
             if lane == "local":
                 self.local += n
             else:
@@ -119,6 +126,22 @@ class BreakerView:
 
 
 @dataclass(frozen=True)
+class PlanView:
+    """The plan's usage as the status line recorded it (ledger.plan_usage): the first and last reading
+    in scope, and the latest of all (the plan is the account's, whatever the scope)."""
+
+    first: PlanUsage | None = None
+    last: PlanUsage | None = None
+    latest: PlanUsage | None = None
+
+    def as_json(self) -> dict[str, object] | None:
+        if self.latest is None:
+            return None
+        return {"first_in_scope": self.first.as_json() if self.first else None,
+                "last_in_scope": self.last.as_json() if self.last else None, "latest": self.latest.as_json()}
+
+
+@dataclass(frozen=True)
 class RouterStatus:
     scope: Scope
     totals: Counts
@@ -132,6 +155,7 @@ class RouterStatus:
     days: tuple[Day, ...] = ()
     warnings: tuple[str, ...] = ()
     ledger_found: bool = True
+    plan: PlanView = PlanView()
 
     @property
     def diversion_rate(self) -> float:
@@ -143,7 +167,7 @@ class RouterStatus:
 
     @property
     def savings_usd(self) -> float:
-        return self.totals.baseline_cost_usd - self.totals.cost_usd
+        return self.totals.baseline_cost_usd - self.totals.cost_usd - self.totals.handed_back_usd
 
     @property
     def savings_pct(self) -> float:
@@ -163,6 +187,7 @@ class RouterStatus:
             "local": t.local,
             "cloud": t.cloud,
             "failed": t.failed,
+            "handed_back": t.handed_back,
             "escalated": t.escalated,
             "routed_local": t.routed_local,
             "routed_cloud": t.routed_cloud,
@@ -171,10 +196,12 @@ class RouterStatus:
             "escalation_reasons": dict(sorted(self.escalation_reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
             "cost_usd": round(t.cost_usd, 6),
             "baseline_cost_usd": round(t.baseline_cost_usd, 6),
+            "handed_back_cost_usd_estimated": round(t.handed_back_usd, 6),
             "savings_usd": round(self.savings_usd, 6),
             "savings_pct": round(self.savings_pct, 1),
             "cost_per_job_usd": round(self.cost_per_job_usd, 6),
             "tokens_saved": t.tokens_saved,
+            "plan_usage": self.plan.as_json(),
             "p50_latency_s": {k: round(v, 3) for k, v in self.p50_latency_s.items()},
             "p95_latency_s": {k: round(v, 3) for k, v in self.p95_latency_s.items()},
             "cache_hits": t.cache_hits,

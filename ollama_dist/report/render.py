@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ollama_dist.evals.evaluate import EvalReport
     from ollama_dist.evals.judge import JudgeReport
     from ollama_dist.integrations.ollama_control.probe import HostReport
+    from ollama_dist.ledger.plan_usage import PlanUsage
     from ollama_dist.report.figures import Day, RouterStatus
 
 
@@ -134,7 +135,7 @@ class Progress:
         self.done[lane] = self.done.get(lane, 0) + 1
         self.failed += o.status == "failed"
         self.escalated += o.escalated
-        self.saved += sum(a.baseline_cost_usd - a.cost_usd for a in o.attempts)
+        self.saved += sum(a.baseline_cost_usd - a.cost_usd for a in o.attempts if a.outcome != "handed_back")
         if self._live is not None:
             self._live.update(self._render())
 
@@ -289,6 +290,26 @@ def _share(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def _plan(st: RouterStatus) -> str:
+    """Five-hour and weekly usage: the last reading in scope (from its first, when it moved), else the
+    latest of all, and when it was taken."""
+    from datetime import datetime
+
+    p = st.plan
+    last = p.last or p.latest
+    assert last is not None
+
+    def pct(usage: PlanUsage | None, window: str) -> str:
+        found = getattr(usage, window) if usage is not None else None
+        return f"{found.used_pct:.0f}%" if found is not None else "-"
+
+    shown = []
+    for window, label in (("five_hour", "five-hour"), ("seven_day", "weekly")):
+        start, now = pct(p.first, window), pct(last, window)
+        shown.append(f"{label} {start} -> {now}" if p.first is not None and start != now else f"{label} {now}")
+    return ", ".join(shown) + f" ({'this scope' if p.last else 'latest'}, read {datetime.fromtimestamp(last.ts):%H:%M})"
+
+
 def _gib(n: int) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.0f} MiB"
 
@@ -299,7 +320,8 @@ def router_status_table(st: RouterStatus) -> Table:
     table = Table(title=f"router status: {st.scope.label}", show_header=False)
     table.add_column("what")
     table.add_column("value", overflow="fold")
-    table.add_row("jobs", f"{t.jobs:,} (local {t.local:,}, cloud {t.cloud:,}, failed {t.failed:,})")
+    handed = f", handed back {t.handed_back:,}" if t.handed_back else ""
+    table.add_row("jobs", f"{t.jobs:,} (local {t.local:,}, cloud {t.cloud:,}{handed}, failed {t.failed:,})")
     table.add_row("answered locally", _share(st.diversion_rate))
     reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(st.escalation_reasons.items(), key=lambda kv: -kv[1]))
     table.add_row("escalated", f"{t.escalated:,} of {t.routed_local:,} routed local ({_share(st.escalation_rate)})"
@@ -309,6 +331,8 @@ def router_status_table(st: RouterStatus) -> Table:
     table.add_row("saved", saved)
     table.add_row("cost per job", _money(st.cost_per_job_usd))
     table.add_row("tokens kept off the cloud", f"{t.tokens_saved:,}")
+    if st.plan.latest is not None:
+        table.add_row("plan usage (status line)", _plan(st))
     for lane in ("local", "cloud"):
         if lane in st.p95_latency_s:
             table.add_row(f"latency {lane} p50 / p95",

@@ -266,14 +266,15 @@ class Dispatcher:
         return False
 
     def _hand_back(self, climb: _Climb) -> None:
-        """The cloud lane is the caller: record the job as handed back (no cost, estimated tokens)."""
+        """The cloud lane is the caller: record the job as handed back (no cost, estimated tokens, and
+        its estimate as its baseline: the caller pays about that, so it is never counted as saved)."""
         outcome = climb.outcome
         local_out = [a.output_tokens for a in outcome.attempts if a.lane == "local" and a.output_tokens]
         tokens_in, tokens_out = estimated_tokens(outcome.job, local_out[-1] if local_out else None)
         estimate = self.prices.baseline(self._models(outcome.job)[2], Usage(tokens_in, tokens_out))
         attempt = self._attempt(outcome, climb.key, lane="cloud", backend=CALLER, model=CALLER,
                                 number=climb.number, result="handed_back", reason="; ".join(climb.reasons) or None,
-                                final=True, usage=Usage(tokens_in, tokens_out))
+                                final=True, usage=Usage(tokens_in, tokens_out), baseline=estimate)
         attempt = replace(attempt, tokens_estimated=True)
         self.ledger.record(attempt)
         outcome.attempts.append(attempt)
