@@ -130,6 +130,23 @@ class CachedAnswer:
     output_tokens: int
 
 
+@dataclass(frozen=True)
+class HandedBackJob:
+    """A job handed back to the calling Claude, and the answer it reported (`report_answers`), if any."""
+
+    row_id: int
+    run_id: str
+    job_id: str
+    ts: float
+    output_path: str | None
+    output_hash: str | None
+    baseline_cost_usd: float
+
+
+_HANDED = ("SELECT id, run_id, job_id, ts, output_path, output_hash, baseline_cost_usd FROM attempts "
+           "WHERE outcome = 'handed_back' AND final = 1 AND ")
+
+
 def _utf8(value: object) -> object:
     return value.encode("utf-8", errors="replace").decode("utf-8") if isinstance(value, str) else value
 
@@ -275,6 +292,23 @@ class Ledger:
             (task_fingerprint, input_hash, models_key),
         ).fetchone())
         return CachedAnswer(*row) if row else None
+
+    def handed_back(self, task_fingerprint: str, input_hash: str, models_key: str) -> HandedBackJob | None:
+        """The newest hand-back of the same task definition, input and models."""
+        row = self._read(lambda: self._db.execute(
+            _HANDED + "task_fingerprint = ? AND input_hash = ? AND models_key = ? ORDER BY id DESC LIMIT 1",
+            (task_fingerprint, input_hash, models_key)).fetchone())
+        return HandedBackJob(*row) if row else None
+
+    def handed_back_job(self, run_id: str, job_id: str) -> HandedBackJob | None:
+        row = self._read(lambda: self._db.execute(_HANDED + "run_id = ? AND job_id = ? ORDER BY id DESC LIMIT 1",
+                                                  (run_id, job_id)).fetchone())
+        return HandedBackJob(*row) if row else None
+
+    def attach_answer(self, row_id: int, output_path: str, output_hash: str) -> None:
+        """The caller's answer to a handed-back job: where it was written, and its hash."""
+        self._write("UPDATE attempts SET output_path = ?, output_hash = ? WHERE id = ? AND outcome = 'handed_back'",
+                    (output_path, output_hash, row_id))
 
     def written(self, output_path: str) -> str | None:
         """The hash of the newest answer recorded as written to `output_path`, if any."""

@@ -31,7 +31,7 @@ from ollama_dist.ledger.pricing import PriceTable, Usage
 from ollama_dist.ledger.store import Attempt, CachedAnswer, Ledger
 from ollama_dist.routing.router import Decision
 from ollama_dist.run.breaker import Breaker
-from ollama_dist.run.handback import CALLER, HandedBack, estimated_tokens, work
+from ollama_dist.run.handback import CALLER, HandedBack, caller_answer, estimated_tokens, work
 from ollama_dist.run.lanes import Lanes
 from ollama_dist.run.outcome import (
     Event as Event,  # re-exported: api, render
@@ -158,7 +158,8 @@ class Dispatcher:
 
     async def _answer(self, climb: _Climb) -> None:
         job, decision = climb.outcome.job, climb.outcome.decision
-        hit = self.ledger.cached(job.task.fingerprint(), job.input_hash, climb.key)
+        hit = self.ledger.cached(job.task.fingerprint(), job.input_hash, climb.key) or caller_answer(
+            self.ledger, job, climb.key)  # a job handed back before and answered by the caller: done
         if hit is None or not self._reuse(climb.outcome, hit, climb.key):
             for tier in self._ladder(job, decision):
                 if await self._try_tier(climb, tier):
@@ -427,7 +428,8 @@ class Dispatcher:
                 path = str(write_atomic(job.write_path, verdict.text, self.run_ctx.root))
             except OutputError as exc:  # still unwritable: the job fails, the answer stays where it is
                 failed = Delivery(Path(path) if path else None, exc)
-        attempt = self._attempt(outcome, key, lane="cloud" if hit.backend.startswith("claude") else "local",
+        cloud = hit.backend.startswith("claude") or hit.backend == CALLER
+        attempt = self._attempt(outcome, key, lane="cloud" if cloud else "local",
                                 backend=hit.backend, model=hit.model, number=1, result="cache_hit",
                                 reason="write_failed" if failed else f"same input answered in job {hit.job_id}",
                                 final=True, baseline=hit.baseline_cost_usd, output_path=path,

@@ -165,9 +165,9 @@ async def test_tools_say_how_to_use_them_and_an_unknown_tool_is_a_protocol_error
     import yaml
     from mcp.shared.exceptions import MCPError
 
-    from ollama_dist.integrations.claude_code import mcp_server
+    from ollama_dist.integrations.claude_code import tools as mcp_tools
 
-    example = mcp_server.TOOLS["run_tasks"][0].split("Example `task_yaml`: ", 1)[1]
+    example = mcp_tools.TOOLS["run_tasks"].description.split("Example `task_yaml`: ", 1)[1]
     (job,) = load_jobs([_write(tmp_path / "ex.yaml", yaml.safe_load(f"x: {example}")["x"])], tmp_path)
     assert job.task.output.schema_ is not None  # the example in the description is a valid task
     env = session_env(isolated_home, noisy, ollama.url, claude.url)
