@@ -34,7 +34,7 @@ class JobProgress:
         self.done += 1
         o = event.outcome
         where = o.actual_model or o.decision.target
-        self.queue.put_nowait((self.done, f"{o.job.task.name} {o.job.id}: {o.status} ({where})"))
+        self.queue.put_nowait((self.done, f"{o.job.id}: {o.status} ({where})"))
 
     async def _send(self) -> None:
         assert self.progress is not None

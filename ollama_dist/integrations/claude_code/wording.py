@@ -25,7 +25,7 @@ REWRITES: tuple[tuple[str, str], ...] = (
      "delete the file, or restore what ollama-dist wrote, to have it answered again"),
     (" (or --all for the whole ledger)", ""),
     ("cannot read --since", "argument `since`: cannot read"),
-    ("--since", "argument `since`"),
+    ("--since", "argument `since`:"),
     ("--root", "the run's root (`root`)"),
 )
 _FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]+")
