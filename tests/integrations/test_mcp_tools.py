@@ -60,6 +60,8 @@ async def test_results_conform_to_the_listed_output_schemas(
     async with connect(tmp_path, env, Path.cwd()) as wire:
         listed = {t.name: t for t in (await wire.session.list_tools()).tools}
         assert {n: t.output_schema for n, t in listed.items()} == {n: t.output_schema for n, t in tools.TOOLS.items()}
+        # never deferred behind Claude Code's tool search, whatever the server entry says
+        assert all(t.meta == {"anthropic/alwaysLoad": True} for t in listed.values())
         routed = await checked(wire, "route_tasks", {"task_yaml": tasks(CITY, REVIEW)})
         assert [j["target"] for j in routed["jobs"]] == ["local", "cloud"]
         ran = await checked(wire, "run_tasks", {"task_yaml": tasks(CITY, REVIEW, big)})

@@ -68,7 +68,7 @@ def test_project_install_then_uninstall_leaves_the_folder_as_it_was(isolated_hom
     expected = skill.mcp_add_command("project", skill.server_command())
     assert expected in out
     assert '--allowedTools "mcp__ollama-dist__route_tasks mcp__ollama-dist__router_status ' \
-        'mcp__ollama-dist__run_tasks"' in out
+        'mcp__ollama-dist__run_tasks mcp__ollama-dist__report_answers"' in out
     settings = json.loads((project / ".claude" / "settings.json").read_text())
     (group,) = settings["hooks"]["SessionStart"]
     assert group["hooks"][0]["command"].endswith("claude session-hook")

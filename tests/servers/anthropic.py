@@ -37,6 +37,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Answer = Callable[[dict[str, Any]], str]
+#: (request body) -> the tool calls to answer with, each {"name": ..., "input": {...}}; None: a text answer
+ToolPlan = Callable[[dict[str, Any]], "list[dict[str, Any]] | None"]
 
 #: Model ids the fake knows, besides the same ids with a ``-YYYYMMDD`` snapshot suffix.
 DEFAULT_MODELS: tuple[str, ...] = (
@@ -283,6 +285,12 @@ class AnthropicServer:
     - ``stall_next(seconds=None, *, times=1)``: the next calls wait that long (None:
       until the server closes) before answering normally.
     - ``calls(path)``: the recorded requests to one path, e.g. ``"/v1/messages"``.
+    - ``use_tools(model, plan)``: ``plan(request body)`` returns the tool calls the model
+      makes (a list of ``{"name", "input"}``, answered as ``tool_use`` blocks with
+      ``stop_reason: "tool_use"``), or None for the usual text answer. A call of a tool
+      the request does not offer is a test bug: the server answers 400. This is what lets
+      a client such as Claude Code be driven through its tools (``tool_results(body)``
+      reads back what the client sent).
 
     Default answers: with ``output_config.format`` a minimal JSON instance of the
     schema; otherwise a sentence echoing the last user message. When the request offers
@@ -315,6 +323,7 @@ class AnthropicServer:
         self._requests: list[RecordedRequest] = []
         self._faults: collections.deque[_Fault] = collections.deque()
         self._scripts: dict[str, collections.deque[str] | Answer] = {}
+        self._tool_plans: dict[str, ToolPlan] = {}
         self._batches: dict[str, _Batch] = {}
         self._cached_prefixes: set[tuple[str, str]] = set()
         self._ids = itertools.count(1)
@@ -372,6 +381,10 @@ class AnthropicServer:
     def answer(self, model: str, answers: Sequence[str] | Answer) -> None:
         with self._lock:
             self._scripts[model] = answers if callable(answers) else collections.deque(answers)
+
+    def use_tools(self, model: str, plan: ToolPlan) -> None:
+        with self._lock:
+            self._tool_plans[model] = plan
 
     def fail_next(
         self, status: int, *, times: int = 1, retry_after: float | None = None, message: str | None = None
@@ -468,7 +481,8 @@ class AnthropicServer:
     def _message(self, body: Any, *, tier: str) -> dict[str, Any]:
         _check_params(body, self._models, need_max_tokens=True)
         model = body["model"]
-        text = self._answer_text(model, body)
+        planned = self._planned_tools(model, body)
+        text = "" if planned is not None else self._answer_text(model, body)
         budget = int(body["max_tokens"])
         stop_reason, stop_sequence = "end_turn", None
         blocks: list[dict[str, Any]] = []
@@ -485,13 +499,19 @@ class AnthropicServer:
             if stop and stop in text:
                 text, stop_reason, stop_sequence = text[: text.index(stop)], "stop_sequence", stop
                 break
-        if stop_reason != "max_tokens":
+        if stop_reason != "max_tokens" and planned is not None:
+            for call in planned:
+                blocks.append({"type": "tool_use", "id": self._next_id("toolu"), "name": call["name"],
+                               "input": call["input"]})
+                used += tokens(json.dumps(call["input"]))
+            stop_reason = "tool_use"
+        elif stop_reason != "max_tokens":
             room = (budget - used) * 4
             if len(text) > room:
                 text, stop_reason, stop_sequence = text[:room], "max_tokens", None
             blocks.append({"type": "text", "text": text})
             used += tokens(text)
-        tool = _structured_output_tool(body)
+        tool = _structured_output_tool(body) if planned is None else None
         if tool is not None and stop_reason != "max_tokens":
             # Claude Code's --json-schema: the answer is a call of its StructuredOutput tool
             try:
@@ -534,6 +554,18 @@ class AnthropicServer:
             seen = (model, prefix) in self._cached_prefixes
             self._cached_prefixes.add((model, prefix))
         return (0, tokens(prefix)) if seen else (tokens(prefix), 0)
+
+    def _planned_tools(self, model: str, body: dict[str, Any]) -> list[dict[str, Any]] | None:
+        with self._lock:
+            plan = self._tool_plans.get(model, self._tool_plans.get("*"))
+        calls = plan(body) if plan is not None else None
+        if not calls:
+            return None
+        offered = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
+        for call in calls:
+            if call["name"] not in offered:
+                raise ApiError(400, f"tools: the scripted call of {call['name']!r} is not among the tools offered")
+        return list(calls)
 
     def _answer_text(self, model: str, body: dict[str, Any]) -> str:
         with self._lock:
@@ -808,3 +840,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def tool_results(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `tool_result` blocks of a request's messages (what a client sent back for its tool calls)."""
+    found = []
+    for message in body.get("messages") or []:
+        content = message.get("content")
+        if isinstance(content, list):
+            found.extend(b for b in content if isinstance(b, dict) and b.get("type") == "tool_result")
+    return found

@@ -269,8 +269,10 @@ def _result(data: dict[str, Any] | None, error: str | None) -> types.CallToolRes
 def tool_list() -> list[types.Tool]:
     from mcp import types
 
+    # `anthropic/alwaysLoad`: Claude Code (2.1.x) defers MCP tools behind its tool search unless the server
+    # entry or the tool says alwaysLoad; a deferred tool's description (and its example) is not in the request
     return [types.Tool(name=name, description=t.description, input_schema=t.input_schema,
-                       output_schema=t.output_schema,
+                       output_schema=t.output_schema, meta={"anthropic/alwaysLoad": True},
                        annotations=types.ToolAnnotations(read_only_hint=t.read_only, idempotent_hint=t.read_only,
                                                          destructive_hint=None if t.read_only else False,
                                                          open_world_hint=name == "run_tasks"))

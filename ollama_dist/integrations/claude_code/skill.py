@@ -38,6 +38,7 @@ SKILL = "ollama-dist"
 SERVER = "ollama-dist"
 READ_ONLY_TOOLS = (f"mcp__{SERVER}__route_tasks", f"mcp__{SERVER}__router_status")
 RUN_TOOL = f"mcp__{SERVER}__run_tasks"
+WRITE_TOOLS = (RUN_TOOL, f"mcp__{SERVER}__report_answers")  # run models, write outputs: Claude Code asks
 MANIFEST = Path("claude") / "installs.json"
 UNRECORDED = " (not recorded as installed from this ollama-dist home: it is byte for byte what install writes)"
 Scope = Literal["project", "user"]
@@ -90,8 +91,9 @@ def server_command() -> list[str]:
 
 
 def server_entry(command: list[str]) -> dict[str, Any]:
-    # alwaysLoad: Claude Code waits for the tools before the first request (else a cold start may
-    # send it while the server is still pending, and the model never sees them)
+    # alwaysLoad (seen in Claude Code 2.1.197): the tools are not deferred behind its tool search, so their
+    # descriptions and example are in every request; and `claude -p` (or --mcp-config) waits for the server
+    # before the first request. The interactive REPL still connects it in the background (see /mcp).
     return {"type": "stdio", "command": command[0], "args": command[1:], "env": {}, "alwaysLoad": True}
 
 
@@ -281,9 +283,9 @@ def install(t: Target, home: Path, *, mcp: bool = False, force: bool = False,
         report.say("mcp: to give Claude Code the MCP tools too, run:")
         report.say("  " + mcp_add_command(t.scope, command))
     report.say(f"approval: the skill pre-approves {', '.join(READ_ONLY_TOOLS)} (they read only); "
-               f"Claude Code asks before {RUN_TOOL}, which runs models and writes outputs: answer "
+               f"Claude Code asks before {' and '.join(WRITE_TOOLS)}, which run models and write outputs: answer "
                "\"always allow\" once, or for `claude -p` (where skills' allowed-tools do not apply) pass")
-    report.say(f"  --allowedTools \"{' '.join((*READ_ONLY_TOOLS, RUN_TOOL))}\"")
+    report.say(f"  --allowedTools \"{' '.join((*READ_ONLY_TOOLS, *WRITE_TOOLS))}\"")
     return report
 
 
