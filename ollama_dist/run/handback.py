@@ -18,7 +18,8 @@ giving the answer to the MCP tool `report_answers` (`record_answer`: validated, 
 where the task writes or in the run's folder, and attached to the hand-back's ledger row).
 Either way the next run of the same task definition, input and models serves the job as a
 cache hit (`caller_answer`) instead of handing it back again. The hand-back stays recorded
-as such: the caller did that work, so it is never counted as saved.
+as such: the caller did that work, so it is never counted as saved; the re-run's cache hit
+is counted like any cache hit (at the hand-back's estimate: nobody was asked again).
 """
 
 from __future__ import annotations

@@ -61,6 +61,8 @@ class World:
         db = sqlite3.connect(self.home / "ledger.db")
         try:
             return db.execute("SELECT session, task, lane, backend, outcome FROM attempts ORDER BY id").fetchall()
+        except sqlite3.OperationalError:  # created a moment ago, its schema not yet in place
+            return []
         finally:
             db.close()
 
