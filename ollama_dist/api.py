@@ -17,6 +17,7 @@ from ollama_dist.errors import EXIT_INTERRUPTED, EXIT_JOB_FAILED, EXIT_OK, Input
 from ollama_dist.ledger.pricing import PriceTable, Usage
 from ollama_dist.ledger.store import Ledger
 from ollama_dist.ledger.tally import Tally
+from ollama_dist.routing.budget import Budget
 from ollama_dist.routing.router import Decision, Router, TaskHistory, estimate_tokens
 from ollama_dist.run.breaker import Breaker
 from ollama_dist.run.dispatch import Dispatcher, Event, Outcome, Refresh as Refresh, RunContext
@@ -50,6 +51,15 @@ class Routed:
         }
 
 
+def decide(jobs: Sequence[Job], router: Router, history: Mapping[str, TaskHistory], budget: Budget) -> list[Routed]:
+    """The router's decision for each job, then the budget's word on it (routing.budget)."""
+    routed = []
+    for job in jobs:
+        past = history.get(job.task.name)
+        routed.append(Routed(job, budget.review(job, router.decide(job, past), past)))
+    return routed
+
+
 def route(
     paths: Sequence[TaskSource],
     *,
@@ -70,7 +80,7 @@ def route(
         if history is None:
             history = ledger.history({j.task.name for j in jobs}) if ledger else {}
         router = Router(settings.router, second_opinion=second_opinion(settings, ledger))
-        return [Routed(job, router.decide(job, history.get(job.task.name))) for job in jobs]
+        return decide(jobs, router, history, Budget.load(settings, ledger))
     finally:
         if ledger is not None:
             ledger.close()
@@ -266,7 +276,7 @@ async def run_async(
         from ollama_dist.routing.second_opinion import second_opinion
 
         router = Router(settings.router, second_opinion=second_opinion(settings, ledger))
-        routed = [Routed(job, router.decide(job, history.get(job.task.name))) for job in jobs]
+        routed = decide(jobs, router, history, Budget.load(settings, ledger))
         if on_start is not None:
             on_start(routed)
         if dry_run:

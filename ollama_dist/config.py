@@ -29,6 +29,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from ollama_dist.errors import ConfigError
@@ -110,6 +111,31 @@ class McpSettings(_Section):
         "default: caller inside a Claude Code session, else api"))
 
 
+class BudgetSettings(_Section):
+    """Budget-aware routing (ollama_dist.routing.budget): as the plan's recorded five-hour usage passes
+    a threshold, borderline cloud decisions try local first (still validated, still escalated)."""
+
+    five_hour_thresholds: list[float] = Field(default_factory=list, description=(
+        "% of the five-hour window used (as `ollama-dist statusline` records it) past which borderline jobs "
+        "try local first, e.g. [50, 75, 90]; [] (the default) turns it off"))
+    confidence_below: list[float] = Field(default_factory=lambda: [0.6, 0.7, 0.8], description=(
+        "one per threshold: past it, a soft cloud decision less sure than this is borderline"))
+    score_margin: float = Field(0.10, ge=0, le=0.5, description=(
+        "a borderline decision's score is at most this past router.score_threshold"))
+    max_age_s: float = Field(3600.0, gt=0, description="how long a reading without a reset time counts")
+
+    @model_validator(mode="after")
+    def _levels(self) -> BudgetSettings:
+        thresholds, bars = self.five_hour_thresholds, self.confidence_below
+        if any(not 0 < t <= 100 for t in thresholds) or thresholds != sorted(set(thresholds)):
+            raise ValueError("five_hour_thresholds: percentages in (0, 100], each higher than the last")
+        if len(bars) < len(thresholds):
+            raise ValueError(f"confidence_below: give one per threshold ({len(thresholds)}), not {len(bars)}")
+        if any(not 0 <= b <= 1 for b in bars) or bars != sorted(bars):
+            raise ValueError("confidence_below: values in [0, 1], none lower than the one before")
+        return self
+
+
 class BreakerSettings(_Section):
     p95_threshold_s: float = Field(30.0, gt=0)
     window: int = Field(20, ge=1)
@@ -131,6 +157,7 @@ class Settings(_Section):
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     mcp: McpSettings = Field(default_factory=McpSettings)
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
     prices: dict[str, dict[str, NonNegativeFloat]] = Field(default_factory=dict)
     sources: dict[str, str] = Field(default_factory=dict, exclude=True)
     config_files: tuple[Path, ...] = Field(default=(), exclude=True, description="home's, then project's")
@@ -291,7 +318,7 @@ def load_settings(cwd: Path | None = None, env: Mapping[str, str] | None = None)
 def describe(settings: Settings) -> list[tuple[str, str, str]]:
     """(key, value, source) for every leaf setting, secrets masked."""
     rows: list[tuple[str, str, str]] = [("home", str(settings.home), settings.source_of("home"))]
-    for section in ("router", "models", "ollama", "cloud", "breaker", "ledger", "mcp"):
+    for section in ("router", "models", "ollama", "cloud", "breaker", "ledger", "mcp", "budget"):
         model: BaseModel = getattr(settings, section)
         for name in type(model).model_fields:
             value = getattr(model, name)

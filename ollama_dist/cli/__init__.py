@@ -1,7 +1,7 @@
 """The Typer app: one module per command group, registered here. No SQL, HTTP or scoring in cli/.
 
 route_run  route, run, config            status  router-status
-ollama     ollama status|on|off          claude  claude install|uninstall|session-hook, mcp
+ollama     ollama status|on|off          claude  claude install|uninstall|session-hook, mcp, statusline
 eval       eval, calibrate
 usage      how arguments read in usage lines and --help (`PATH...`)
 
@@ -30,6 +30,7 @@ app.command("route", cls=Command)(route_run.route)
 app.command("run", cls=Command)(route_run.run)
 app.command("config")(route_run.config)
 app.command("mcp")(claude.mcp_command)
+app.command("statusline")(claude.statusline_command)
 app.add_typer(claude.app, name="claude")
 app.command("eval", cls=Command)(handled(eval_commands.eval_command))
 app.command("calibrate")(handled(eval_commands.calibrate_command))

@@ -1,4 +1,5 @@
-"""`ollama-dist claude install|uninstall|session-hook` and `ollama-dist mcp`: the Claude Code integration's commands.
+"""`ollama-dist claude install|uninstall|session-hook`, `ollama-dist mcp` and `ollama-dist statusline`:
+the Claude Code integration's commands.
 
 What they do is ``integrations.claude_code`` (skill, session, mcp_server); this module parses and prints.
 """
@@ -50,11 +51,21 @@ def install_command(
 @app.command("uninstall")
 @handled
 def uninstall_command(project: ProjectOpt = False, user: UserOpt = False) -> None:
-    """Remove exactly what `install` wrote (an edited SKILL.md or .mcp.json entry stays)."""
-    _done(uninstall(target(project, user), _home()))
+    """Remove exactly what `install` wrote (an edited SKILL.md or .mcp.json entry stays), and say what it
+    removes that install did not write; --user also removes the user-scope server (`claude mcp remove`)."""
+    import shutil
+
+    _done(uninstall(target(project, user), _home(), claude_exe=shutil.which("claude")))
 
 
 app.command("session-hook", hidden=True)(handled(session.hook_command))
 
 
 mcp_command = handled(mcp_server.serve)
+
+
+def statusline_command() -> None:
+    """Claude Code's status line: this session's local jobs, tokens saved, the local tier; records plan usage."""
+    from ollama_dist.integrations.claude_code import statusline  # the ledger's imports, only when called
+
+    statusline.statusline_command()  # never fails: an error becomes the line

@@ -110,6 +110,22 @@ MIGRATIONS: list[tuple[str, str]] = [
             created_at       REAL NOT NULL
         );
     """),
+    # the plan's usage as Claude Code's status line reports it (`ollama-dist statusline`): the
+    # five-hour and weekly windows' used_percentage and reset times, for budget-aware routing
+    # (ollama_dist/routing/budget.py) and router-status
+    ("0008_plan_usage", """
+        CREATE TABLE plan_usage (
+            id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+            ts                  REAL NOT NULL,
+            session             TEXT,
+            five_hour_pct       REAL,
+            five_hour_resets_at REAL,
+            seven_day_pct       REAL,
+            seven_day_resets_at REAL
+        );
+        CREATE INDEX plan_usage_ts ON plan_usage (ts);
+        CREATE INDEX plan_usage_session ON plan_usage (session, ts);
+    """),
     # honest accounting (issue 12 points 7-8, issue 15): `wait_s`, the time an attempt queued for
     # a lane's slot, apart from `latency_s`, from now on the service time alone (NULL: an older row,
     # whose latency may include the wait); `unanswered_baseline_usd`, on the final row of a job that

@@ -1,8 +1,7 @@
 """The ledger: every attempt of every job, in an embedded SQLite file (WAL mode).
 
-Rows are written as they happen and committed at once, so a run killed mid-way
-keeps everything already answered. Never the API key; prompts and answers only
-when `ledger.store_text` is on.
+Rows are written as they happen and committed at once, so a run killed mid-way keeps everything
+already answered. Never the API key; prompts and answers only when `ledger.store_text` is on.
 
 Readers (`route`, `router-status`) open the file read-only (`mode=ro`): no WAL switch,
 no migrations, so a ledger on a read-only file or folder can still be read. Every
@@ -23,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ollama_dist.errors import LedgerError
 from ollama_dist.ledger.migrations import MIGRATIONS
+from ollama_dist.ledger.plan_usage import PlanUsage
 
 
 class TaskHistory(BaseModel):
@@ -266,6 +266,15 @@ class Ledger:
         self._write("UPDATE attempts SET final = 1, unanswered_baseline_usd = ? WHERE id = ?",
                     (unanswered_baseline_usd, row_id))
 
+    def record_plan_usage(self, usage: PlanUsage) -> bool:
+        """A reading of the plan's usage (ledger.plan_usage); False when it repeats the last one."""
+        from ollama_dist.ledger import plan_usage
+
+        try:
+            return plan_usage.insert(self._db, usage)
+        except sqlite3.Error as exc:
+            raise ledger_error(self.path, "write", exc) from exc
+
     def breaker_event(self, run_id: str, ts: float, state: str, reason: str) -> None:
         self._write("INSERT INTO breaker_events (run_id, ts, state, reason) VALUES (?, ?, ?, ?)",
                     (run_id, ts, state, reason))
@@ -310,6 +319,11 @@ class Ledger:
             self._db.rollback()
             raise
         return served
+
+    def attach_answer(self, row_id: int, output_path: str, output_hash: str) -> None:
+        """The caller's answer to a handed-back job: where it was written, and its hash."""
+        self._write("UPDATE attempts SET output_path = ?, output_hash = ? WHERE id = ? AND outcome = 'handed_back'",
+                    (output_path, output_hash, row_id))
 
     def written(self, output_path: str) -> str | None:
         """The hash of the newest answer recorded as written to `output_path`, if any."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from ollama_dist.ledger.plan_usage import PlanUsage
 from ollama_dist.ledger.tally import CostlyJob, Tally, rate as _rate
 
 if TYPE_CHECKING:
@@ -75,6 +76,22 @@ class BreakerView:
 
 
 @dataclass(frozen=True)
+class PlanView:
+    """The plan's usage as the status line recorded it (ledger.plan_usage): the first and last reading
+    in scope, and the latest of all (the plan is the account's, whatever the scope)."""
+
+    first: PlanUsage | None = None
+    last: PlanUsage | None = None
+    latest: PlanUsage | None = None
+
+    def as_json(self) -> dict[str, object] | None:
+        if self.latest is None:
+            return None
+        return {"first_in_scope": self.first.as_json() if self.first else None,
+                "last_in_scope": self.last.as_json() if self.last else None, "latest": self.latest.as_json()}
+
+
+@dataclass(frozen=True)
 class RouterStatus:
     scope: Scope
     totals: Tally
@@ -91,6 +108,7 @@ class RouterStatus:
     p50_wait_s: dict[str, float] = field(default_factory=dict)  # queued for a slot (the queue signal)
     p95_wait_s: dict[str, float] = field(default_factory=dict)
     costly: tuple[CostlyJob, ...] = ()  # named when the savings are negative
+    plan: PlanView = PlanView()
 
     @property
     def diversion_rate(self) -> float:
@@ -136,6 +154,7 @@ class RouterStatus:
             "savings_pct": round(self.savings_pct, 1),
             "cost_per_job_usd": round(self.cost_per_job_usd, 6),
             "tokens_saved": t.tokens_saved,
+            "plan_usage": self.plan.as_json(),
             "p50_latency_s": {k: round(v, 3) for k, v in self.p50_latency_s.items()},
             "p95_latency_s": {k: round(v, 3) for k, v in self.p95_latency_s.items()},
             "p50_wait_s": {k: round(v, 3) for k, v in self.p50_wait_s.items()},

@@ -20,6 +20,7 @@ from ollama_dist.run.totals import costly_jobs
 
 if TYPE_CHECKING:
     from ollama_dist.integrations.ollama_control.probe import HostReport
+    from ollama_dist.ledger.plan_usage import PlanUsage
     from ollama_dist.report.figures import Day, RouterStatus
 
 
@@ -167,7 +168,7 @@ class Progress:
         self.done[lane] = self.done.get(lane, 0) + 1
         self.failed += o.status == "failed"
         self.escalated += o.escalated
-        self.saved += sum(a.baseline_cost_usd - a.cost_usd for a in o.attempts)
+        self.saved += sum(a.baseline_cost_usd - a.cost_usd for a in o.attempts if a.outcome != "handed_back")
         if self._live is not None:
             self._live.update(self._render())
 
@@ -183,6 +184,26 @@ class Progress:
 
 def _share(x: float) -> str:
     return f"{100 * x:.1f}%"
+
+
+def _plan(st: RouterStatus) -> str:
+    """Five-hour and weekly usage: the last reading in scope (from its first, when it moved), else the
+    latest of all, and when it was taken."""
+    from datetime import datetime
+
+    p = st.plan
+    last = p.last or p.latest
+    assert last is not None
+
+    def pct(usage: PlanUsage | None, window: str) -> str:
+        found = getattr(usage, window) if usage is not None else None
+        return f"{found.used_pct:.0f}%" if found is not None else "-"
+
+    shown = []
+    for window, label in (("five_hour", "five-hour"), ("seven_day", "weekly")):
+        start, now = pct(p.first, window), pct(last, window)
+        shown.append(f"{label} {start} -> {now}" if p.first is not None and start != now else f"{label} {now}")
+    return ", ".join(shown) + f" ({'this scope' if p.last else 'latest'}, read {datetime.fromtimestamp(last.ts):%H:%M})"
 
 
 def _gib(n: int) -> str:
@@ -203,6 +224,8 @@ def router_status_table(st: RouterStatus) -> Table:
     table.add_row("saved", Text(saved_words(t, st.costly), style="green" if st.savings_usd >= 0 else "red"))
     table.add_row("cost per job", _money(st.cost_per_job_usd))
     table.add_row("tokens kept off the cloud", f"{t.tokens_saved:,}")
+    if st.plan.latest is not None:
+        table.add_row("plan usage (status line)", _plan(st))
     for lane in ("local", "cloud"):
         if lane in st.p95_latency_s:
             table.add_row(f"latency {lane} p50 / p95",

@@ -41,6 +41,7 @@ from ollama_dist.report.figures import (
     BreakerView,
     Day,
     Opening,
+    PlanView,
     RouterStatus,
     empty_status,
     warnings,
@@ -74,7 +75,7 @@ def summarize(conn: sqlite3.Connection, scope: Scope, *, cooldown_s: float, now:
     now = time.time() if now is None else now
     if scope.kind == "session" and scope.session is None:
         return replace(empty_status(scope, cooldown_s=cooldown_s, ledger_found=True),
-                       breaker=breaker_view(conn, scope, cooldown_s=cooldown_s, now=now))
+                       breaker=breaker_view(conn, scope, cooldown_s=cooldown_s, now=now), plan=plan_view(conn, scope))
     with _Background(conn, scope, rework_window_s) as pending_rework:
         totals, tasks = task_counts(conn, scope)
         all_days = days(conn, scope, last=None if by_day else TREND_DAYS)
@@ -93,6 +94,7 @@ def summarize(conn: sqlite3.Connection, scope: Scope, *, cooldown_s: float, now:
             rework_window_s=rework_window_s,
             breaker=breaker_view(conn, scope, cooldown_s=cooldown_s, now=now),
             days=all_days if by_day else (),
+            plan=plan_view(conn, scope),
         )
     return replace(status, warnings=tuple(warnings(status, all_days[-TREND_DAYS:])))
 
@@ -308,6 +310,20 @@ def breaker_view(conn: sqlite3.Connection, scope: Scope, *, cooldown_s: float, n
             return BreakerView("open", openings, recent, cooldown_s, open_until=until)
     return BreakerView("closed", openings, recent, cooldown_s)
 
+
+
+def plan_view(conn: sqlite3.Connection, scope: Scope) -> PlanView:
+    """The plan usage readings in scope and the latest of all (none in a ledger older than 0008)."""
+    from ollama_dist.ledger import plan_usage
+
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'plan_usage'").fetchone() is None:
+        return PlanView()
+    if scope.kind == "session" and scope.session is None:
+        return PlanView(latest=plan_usage.latest(conn))
+    span = plan_usage.span(conn, session=scope.session if scope.kind == "session" else None,
+                           since=scope.since if scope.kind == "since" else None)
+    first, last = span if span else (None, None)
+    return PlanView(first, last, plan_usage.latest(conn))
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -30,7 +30,7 @@ from ollama_dist.ledger.store import Ledger
 from ollama_dist.routing.router import Decision
 from ollama_dist.run.batch import run_batched
 from ollama_dist.run.breaker import Breaker
-from ollama_dist.run.handback import HandedBack
+from ollama_dist.run.handback import HandedBack, caller_answer
 from ollama_dist.run.ladder import (
     CLOUD_ATTEMPTS,
     LOCAL_ATTEMPTS,
@@ -157,7 +157,8 @@ class Dispatcher:
 
     async def _answer(self, climb: _Climb) -> None:
         job, decision = climb.outcome.job, climb.outcome.decision
-        hit = self.ledger.cached(job.task.fingerprint(), job.input_hash, climb.key)
+        hit = self.ledger.cached(job.task.fingerprint(), job.input_hash, climb.key) or caller_answer(
+            self.ledger, job, climb.key)  # a job handed back before and answered by the caller: done
         if hit is None or not self.recorder.reuse(climb.outcome, hit, climb.key):
             for tier in self.ladder(job, decision):
                 if await self._try_tier(climb, tier):

@@ -11,6 +11,15 @@ dispatcher records such a job as `handed_back` (no cost, estimated tokens, model
 `cloud_mode` decides: the setting `mcp.cloud` (caller | api) when given; else
 `caller` inside a Claude Code session (CLAUDE_CODE_SESSION_ID set), `api` elsewhere.
 `ollama-dist run --hand-back` asks for the same from a terminal or a script.
+
+A re-run hands back only what was not answered yet. The caller answers a handed-back job
+by writing the file its `output_spec.write` names (after the hand-back, and valid), or by
+giving the answer to the MCP tool `report_answers` (`record_answer`: validated, written
+where the task writes or in the run's folder, and attached to the hand-back's ledger row).
+Either way the next run of the same task definition, input and models serves the job as a
+cache hit (`caller_answer`) instead of handing it back again. The hand-back stays recorded
+as such: the caller did that work, so it is never counted as saved; the re-run's cache hit
+is counted like any cache hit (at the hand-back's estimate: nobody was asked again).
 """
 
 from __future__ import annotations
@@ -21,10 +30,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ollama_dist.backends.base import Completion, Lane, Request
 from ollama_dist.errors import BackendError
+from ollama_dist.ledger.store import CachedAnswer
 from ollama_dist.routing.router import estimate_tokens
 
 if TYPE_CHECKING:
     from ollama_dist.config import Settings
+    from ollama_dist.ledger.handbacks import HandedBackJob
+    from ollama_dist.ledger.store import Ledger
     from ollama_dist.tasks.model import Job
 
 CloudMode = Literal["caller", "api"]
@@ -138,3 +150,43 @@ def remaining(report: Mapping[str, Any]) -> dict[str, Any]:
             "answered": [{"task": j["task"], "job": j["job"], "output": j["output"]}
                          for j in report["jobs"] if j["status"] == "ok"],
             "totals": report["totals"], "notes": report["notes"]}
+
+
+def caller_answer(ledger: Ledger, job: Job, models_key: str) -> CachedAnswer | None:
+    """The caller's answer to this job's last hand-back, served like a cached answer: the one it
+    reported, else the job's output file when written since the hand-back (the dispatcher then
+    checks the file against its hash and the output spec, as for any cached answer)."""
+    from ollama_dist.ledger.handbacks import handed_back
+    from ollama_dist.run.outputs import file_digest
+
+    handed = handed_back(ledger, job.task.fingerprint(), job.input_hash, models_key)
+    if handed is None:
+        return None
+    path, sha = handed.output_path, handed.output_hash
+    if path is None and job.write_path is not None:
+        try:
+            fresh = job.write_path.stat().st_mtime >= handed.ts - 1.0
+        except OSError:
+            fresh = False
+        if fresh:
+            path, sha = str(job.write_path), file_digest(job.write_path)
+    if path is None or sha is None:
+        return None
+    return CachedAnswer(handed.job_id, CALLER, CALLER, path, sha, handed.baseline_cost_usd, 0, 0)
+
+
+def record_answer(ledger: Ledger, handed: HandedBackJob, job: Job, answer: str, *, root: Path,
+                  out_dir: Path) -> tuple[str, str | None, str | None]:
+    """The caller's answer to a handed-back job: (status, reason, where it was written).
+    Invalid answers are refused; a valid one is written as the task says and attached to the hand-back."""
+    from ollama_dist.checks.validate import validate
+    from ollama_dist.run.outputs import deliver, digest
+
+    verdict = validate(answer, job.task.output.spec())
+    if not verdict.ok:
+        return "invalid", verdict.reason, None
+    delivery = deliver(job, verdict.text, root=root, out_dir=out_dir)
+    if delivery.path is None:
+        return "invalid", delivery.failure(job), None
+    ledger.attach_answer(handed.row_id, str(delivery.path), digest(verdict.text))
+    return "recorded", delivery.failure(job) if delivery.error else None, str(delivery.path)

@@ -75,7 +75,8 @@ class Recorder:
                 path = str(write_atomic(job.write_path, verdict.text, self.run_ctx.root))
             except OutputError as exc:  # still unwritable: the job fails, the answer stays where it is
                 failed = Delivery(Path(path) if path else None, exc)
-        attempt = self.attempt(outcome, key, lane="cloud" if hit.backend.startswith("claude") else "local",
+        cloud = hit.backend.startswith("claude") or hit.backend == CALLER
+        attempt = self.attempt(outcome, key, lane="cloud" if cloud else "local",
                                backend=hit.backend, model=hit.model, number=1, result="cache_hit",
                                reason="write_failed" if failed else f"same input answered in job {hit.job_id}",
                                final=True, baseline=hit.baseline_cost_usd, output_path=path,

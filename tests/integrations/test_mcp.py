@@ -143,7 +143,7 @@ async def test_tools_over_stdio_and_nothing_but_protocol_on_stdout(world: dict[s
     world["ollama"].script(['{"city": "Lisbon"}', "no json at all", '{"town": "Porto"}'])
     async with connect(tmp_path, world["env"], Path.cwd()) as wire:
         tools = await wire.session.list_tools()
-        assert {t.name for t in tools.tools} == {"route_tasks", "run_tasks", "router_status"}
+        assert {t.name for t in tools.tools} == {"route_tasks", "run_tasks", "report_answers", "router_status"}
         for tool in tools.tools:
             assert tool.description and tool.input_schema["type"] == "object"
 
@@ -206,7 +206,8 @@ async def test_package_errors_are_tool_errors_and_the_server_lives_on(world: dic
         unknown = await wire.call("router_status", {"session": "other"})
         assert unknown.is_error and "unknown argument `session`" in unknown.content[0].text
         since = await wire.call("router_status", {"since": "yesterday-ish"})
-        assert since.is_error and "cannot read --since" in since.content[0].text
+        assert since.is_error and "argument `since`: cannot read 'yesterday-ish'" in since.content[0].text
+        assert "--" not in since.content[0].text  # an MCP caller has arguments, not flags
         # relative paths resolve in the project folder (the server's cwd)
         good = await wire.call("route_tasks", {"path": "t/city.yaml"})
         assert not good.is_error and good.structured_content["jobs"][0]["task"] == "city"

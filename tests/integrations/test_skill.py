@@ -33,8 +33,9 @@ def frontmatter(text: str) -> tuple[dict[str, str], str]:
     return yaml.safe_load(head), body
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def user_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The user's home (their ~/.claude settings apply to a project install too): a fresh one per test."""
     home = tmp_path / "user"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
@@ -67,10 +68,13 @@ def test_project_install_then_uninstall_leaves_the_folder_as_it_was(isolated_hom
     expected = skill.mcp_add_command("project", skill.server_command())
     assert expected in out
     assert '--allowedTools "mcp__ollama-dist__route_tasks mcp__ollama-dist__router_status ' \
-        'mcp__ollama-dist__run_tasks"' in out
+        'mcp__ollama-dist__run_tasks mcp__ollama-dist__report_answers"' in out
     settings = json.loads((project / ".claude" / "settings.json").read_text())
     (group,) = settings["hooks"]["SessionStart"]
     assert group["hooks"][0]["command"].endswith("claude session-hook")
+    personal = json.loads((project / ".claude" / "settings.local.json").read_text())
+    assert personal["statusLine"]["command"].endswith(" statusline") and personal["statusLine"]["type"] == "command"
+    assert "statusLine" not in settings  # the shared settings.json would give it to teammates
     assert not (project / ".mcp.json").exists()  # only printed without --mcp
     assert (isolated_home / "claude" / "installs.json").is_file()
 
@@ -199,3 +203,112 @@ def test_user_install_goes_to_the_home_claude_folder(isolated_home: Path, user_h
 def test_project_and_user_together_is_an_error() -> None:
     code, _, err = claude("install", "--project", "--user")
     assert code == 2 and "not both" in err
+
+
+def test_a_status_line_the_user_has_is_never_replaced(isolated_home: Path, user_home: Path) -> None:
+    theirs = {"statusLine": {"type": "command", "command": "~/bin/my-line"}, "theme": "dark"}
+    (user_home / ".claude").mkdir()
+    (user_home / ".claude" / "settings.json").write_text(json.dumps(theirs))
+    code, out, err = claude("install")
+    assert code == 0, err
+    assert "left your statusLine in" in out and "statusline" in out
+    assert not Path(".claude/settings.local.json").exists()  # a project one would hide theirs here
+    assert json.loads((user_home / ".claude" / "settings.json").read_text()) == theirs
+    assert claude("uninstall")[0] == 0
+    assert json.loads((user_home / ".claude" / "settings.json").read_text()) == theirs
+
+    project_own = {"statusLine": {"type": "command", "command": "./line.sh"}}
+    (user_home / ".claude" / "settings.json").unlink()
+    Path(".claude").mkdir(exist_ok=True)
+    Path(".claude/settings.json").write_text(json.dumps(project_own))
+    assert claude("install")[0] == 0
+    assert json.loads(Path(".claude/settings.json").read_text())["statusLine"] == project_own["statusLine"]
+    assert not Path(".claude/settings.local.json").exists()
+    assert claude("uninstall")[0] == 0
+    assert json.loads(Path(".claude/settings.json").read_text()) == project_own
+
+
+def test_user_install_adds_the_status_line_beside_the_hook_and_uninstall_takes_both(
+        isolated_home: Path, user_home: Path) -> None:
+    (user_home / ".claude").mkdir()
+    (user_home / ".claude" / "settings.json").write_text(json.dumps({"theme": "dark"}))
+    assert claude("install", "--user")[0] == 0
+    data = json.loads((user_home / ".claude" / "settings.json").read_text())
+    assert data["theme"] == "dark" and data["statusLine"]["command"].endswith(" statusline")
+    assert data["hooks"]["SessionStart"]
+    code, out, _ = claude("install", "--user")
+    assert code == 0 and "already shows ollama-dist's status line" in out
+    assert claude("uninstall", "--user")[0] == 0
+    assert json.loads((user_home / ".claude" / "settings.json").read_text()) == {"theme": "dark"}
+
+
+def test_an_edited_status_line_stays_and_an_unrecorded_one_is_reported(
+        isolated_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert claude("install")[0] == 0
+    path = Path(".claude/settings.local.json")
+    data = json.loads(path.read_text())
+    data["statusLine"]["command"] += " --mine"
+    path.write_text(json.dumps(data))
+    code, out, _ = claude("uninstall")
+    assert code == 0 and "left the statusLine" in out and "--mine" in path.read_text()
+    path.unlink()
+
+    assert claude("install")[0] == 0
+    monkeypatch.setenv("OLLAMA_DIST_HOME", str(tmp_path / "another-home"))  # no manifest there
+    code, out, _ = claude("uninstall")
+    assert code == 0
+    for what in ("skill", "hook", "statusline"):
+        (said,) = [line for line in out.splitlines() if line.startswith(f"{what}: removed")]
+        assert "not recorded as installed from this ollama-dist home" in said, said
+    # without the manifest it cannot know it created the settings files: they stay, emptied of its entries
+    assert tree(Path(".claude")) == {"settings.json": "{}\n", "settings.local.json": "{}\n", "skills": None}
+
+
+def test_uninstall_reports_the_mcp_entry_it_removes_that_install_only_printed(isolated_home: Path) -> None:
+    code, out, _ = claude("install")
+    entry = json.loads(shlex.split(skill.mcp_add_command("project", skill.server_command()))[-1])
+    Path(".mcp.json").write_text(json.dumps({"mcpServers": {"ollama-dist": entry}}))  # what `claude mcp add-json` does
+    code, out, _ = claude("uninstall")
+    assert code == 0 and "install did not write it" in out
+    assert json.loads(Path(".mcp.json").read_text()) == {"mcpServers": {}}
+
+
+def user_server(user_home: Path, entry: dict[str, object]) -> Path:
+    path = user_home / ".claude.json"
+    path.write_text(json.dumps({"firstStartTime": "x", "mcpServers": {"ollama-dist": entry, "other": {"command": "o"}}}))
+    return path
+
+
+def test_user_uninstall_without_claude_on_the_path_says_how_to_remove_the_server(
+        isolated_home: Path, user_home: Path) -> None:
+    assert claude("install", "--user")[0] == 0
+    entry = skill.server_entry(skill.server_command())
+    path = user_server(user_home, entry)
+    report = skill.uninstall(skill.target(False, True), isolated_home, claude_exe=None)
+    (said,) = [line for line in report.lines if "user-scope" in line]
+    assert "install did not write it" in said and "claude mcp remove --scope user ollama-dist" in said
+    assert "ollama-dist" in json.loads(path.read_text())["mcpServers"]  # Claude Code's file is never edited here
+    other = user_server(user_home, {**entry, "args": ["mcp", "--mine"]})
+    report = skill.uninstall(skill.target(False, True), isolated_home, claude_exe="/bin/false")
+    assert any("not the one install printed" in line for line in report.lines)
+    assert json.loads(other.read_text())["mcpServers"]["ollama-dist"]["args"] == ["mcp", "--mine"]
+
+
+REAL_CLAUDE = __import__("shutil").which("claude")
+
+
+@pytest.mark.skipif(REAL_CLAUDE is None, reason="the real `claude` CLI is not installed "
+                    "(npm install -g @anthropic-ai/claude-code)")
+def test_user_uninstall_removes_the_user_scope_server_through_the_real_claude(
+        isolated_home: Path, user_home: Path) -> None:
+    import subprocess
+
+    code, out, _ = claude("install", "--user")
+    line = next(x.strip() for x in out.splitlines() if x.strip().startswith("claude mcp add-json"))
+    added = subprocess.run(shlex.split(line), capture_output=True, text=True, timeout=120)
+    assert added.returncode == 0, added.stderr
+    assert "ollama-dist" in json.loads((user_home / ".claude.json").read_text())["mcpServers"]
+    code, out, _ = claude("uninstall", "--user")
+    assert code == 0
+    assert "removed the user-scope `ollama-dist` server" in out and "install did not write it" in out
+    assert "ollama-dist" not in json.loads((user_home / ".claude.json").read_text()).get("mcpServers", {})

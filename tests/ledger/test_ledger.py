@@ -107,3 +107,28 @@ def test_instruction_embeddings_are_pinned_and_kept_once(tmp_path: Path) -> None
     ledger.save_vector("k", "m", b"\x02")  # the first one stands: same instruction, same model
     ledger.save_vector("k", "other", b"\x03")
     assert ledger.vector("k", "m") == b"\x00\x01" and ledger.vector("k", "other") == b"\x03"
+
+
+def test_plan_usage_is_pinned_and_repeated_readings_are_kept_once(tmp_path: Path) -> None:
+    from ollama_dist.ledger import plan_usage
+    from ollama_dist.ledger.plan_usage import PlanUsage, Window
+
+    ledger = Ledger(tmp_path / "l.db")
+    assert ledger.columns("plan_usage") == ["id", "ts", "session", "five_hour_pct", "five_hour_resets_at",
+                                            "seven_day_pct", "seven_day_resets_at"]
+    first = PlanUsage(1000.0, "s1", Window(40.0, 5000.0), Window(10.0, None))
+    assert ledger.record_plan_usage(first)
+    assert not ledger.record_plan_usage(PlanUsage(1010.0, "s1", Window(40.0, 5000.0), Window(10.0, None)))
+    assert ledger.record_plan_usage(PlanUsage(1020.0, "s1", Window(45.0, 5000.0), None))  # changed
+    assert ledger.record_plan_usage(PlanUsage(1030.0, "s2", Window(45.0, 5000.0), None))  # another session
+    assert ledger.record_plan_usage(PlanUsage(1020.0 + plan_usage.SAME_READING_S, "s1", Window(45.0, 5000.0)))
+    latest = ledger.read(plan_usage.latest)
+    assert latest is not None and latest.session == "s1" and latest.five_hour == Window(45.0, 5000.0)
+    span = ledger.read(lambda c: plan_usage.span(c, session="s1"))
+    assert span is not None and span[0] == first and span[1].ts == 1320.0
+    assert ledger.read(lambda c: plan_usage.span(c, session="none")) is None
+    # a reading vouches for its share until the window resets; without a reset time, for max_age_s
+    assert first.five_hour_now(4999.0, 60) == 40.0 and first.five_hour_now(5000.0, 60) is None
+    undated = PlanUsage(1000.0, "s", Window(70.0))
+    assert undated.five_hour_now(1060.0, 60) == 70.0 and undated.five_hour_now(1061.0, 60) is None
+    assert PlanUsage(1000.0, "s").five_hour_now(1000.0, 60) is None

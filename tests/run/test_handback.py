@@ -82,6 +82,13 @@ async def test_mcp_in_a_claude_code_session_hands_back_and_calls_no_api(
         assert job["status"] == "handed_back" and job["routed_to"] == "local"
         assert "The local model could not" in job["instructions"] and "invalid" in job["instructions"]
         assert job["output_spec"]["format"] == "json" and job["output_spec"]["schema"]["required"] == ["city"]
+        # router-status: the baseline is the whole session on Claude, handed-back jobs at their estimate
+        status = (await wire.call("router_status", {})).structured_content
+        assert status["jobs"] == 3 and status["handed_back"] == 2 and status["failed"] == 0
+        assert status["baseline_cost_usd"] == pytest.approx(
+            totals["baseline_cost_usd"] + status["handed_back_cost_usd_estimated"]
+            - totals["handed_back_cost_usd_estimated"], abs=1e-6)
+        assert status["savings_usd"] == pytest.approx(totals["saved_usd"], abs=1e-6)  # only the local answer
     assert claude.requests == []  # not one request reached the Anthropic server
     db = sqlite3.connect(isolated_home / "ledger.db")
     rows = db.execute("SELECT task, routed_to, lane, backend, model, outcome, final, cost_usd, baseline_cost_usd, "
@@ -90,7 +97,8 @@ async def test_mcp_in_a_claude_code_session_hands_back_and_calls_no_api(
     assert [(r[0], r[1]) for r in rows] == [("review", "cloud"), ("city", "local")]
     for row in rows:
         assert row[2:8] == ("cloud", "caller", "caller", "handed_back", 1, 0.0)
-        assert row[8] == 0.0 and row[9] > 0 and row[10] == 1 and row[11] == "cc-session-7"
+        # its estimate is its baseline: the whole run on Claude, which router-status must not count as saved
+        assert row[8] > 0 and row[9] > 0 and row[10] == 1 and row[11] == "cc-session-7"
 
 
 async def test_mcp_cloud_api_setting_sends_cloud_work_even_in_a_session(
@@ -157,9 +165,9 @@ async def test_tools_say_how_to_use_them_and_an_unknown_tool_is_a_protocol_error
     import yaml
     from mcp.shared.exceptions import MCPError
 
-    from ollama_dist.integrations.claude_code import mcp_server
+    from ollama_dist.integrations.claude_code import tools as mcp_tools
 
-    example = mcp_server.TOOLS["run_tasks"][0].split("Example `task_yaml`: ", 1)[1]
+    example = mcp_tools.TOOLS["run_tasks"].description.split("Example `task_yaml`: ", 1)[1]
     (job,) = load_jobs([_write(tmp_path / "ex.yaml", yaml.safe_load(f"x: {example}")["x"])], tmp_path)
     assert job.task.output.schema_ is not None  # the example in the description is a valid task
     env = session_env(isolated_home, noisy, ollama.url, claude.url)

@@ -301,3 +301,32 @@ def test_runnable_by_hand() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+async def test_scripted_tool_calls_drive_a_client_through_its_tools(server: AnthropicServer) -> None:
+    from tests.servers.anthropic import tool_results
+
+    weather = {"name": "weather", "description": "The weather in a city.",
+               "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
+
+    def plan(request: dict[str, Any]) -> list[dict[str, Any]] | None:
+        return None if tool_results(request) else [{"name": "weather", "input": {"city": "Lisbon"}}]
+
+    server.use_tools("*", plan)
+    client = anthropic.AsyncAnthropic(api_key=KEY, base_url=server.url, max_retries=0)
+    ask = [{"role": "user", "content": "Weather in Lisbon?"}]
+    first = await client.messages.create(model=OLD_MODEL, max_tokens=256, messages=ask, tools=[weather])  # type: ignore[arg-type,list-item]
+    assert first.stop_reason == "tool_use"
+    (call,) = [b for b in first.content if b.type == "tool_use"]
+    assert call.name == "weather" and call.input == {"city": "Lisbon"}
+    async with client.messages.stream(model=OLD_MODEL, max_tokens=256, messages=ask, tools=[weather]) as stream:  # type: ignore[arg-type,list-item]
+        streamed = await stream.get_final_message()
+    assert [b.type for b in streamed.content] == ["tool_use"] and streamed.content[0].input == {"city": "Lisbon"}  # type: ignore[union-attr]
+    answered = [*ask, {"role": "assistant", "content": [call.model_dump()]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}]}]
+    final = await client.messages.create(model=OLD_MODEL, max_tokens=256, messages=answered, tools=[weather])  # type: ignore[arg-type,list-item]
+    assert final.stop_reason == "end_turn" and final.content[0].type == "text"
+    assert tool_results(server.calls("/v1/messages")[-1].body)[0]["content"] == "sunny"
+    with pytest.raises(anthropic.BadRequestError, match="not among the tools offered"):
+        await client.messages.create(model=OLD_MODEL, max_tokens=256, messages=ask)
+    await client.close()

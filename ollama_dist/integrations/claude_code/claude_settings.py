@@ -85,9 +85,92 @@ def uninstall(base: Path, record: dict[str, Any], entry: dict[str, Any], say: Ca
         del data["hooks"][EVENT]
         if not data["hooks"]:
             del data["hooks"]
+    unrecorded = "" if ours else " (not recorded as installed from this ollama-dist home; it is what install writes)"
     if ours and ours["created"] and not data:
         path.unlink(missing_ok=True)
         say(f"hook: removed {path}")
         return
     _write(path, data)
-    say(f"hook: removed the {EVENT} hook from {path}")
+    say(f"hook: removed the {EVENT} hook from {path}{unrecorded}")
+
+
+# ---------------------------------------------------------------------- the status line
+
+STATUS_KEY = "statusLine"
+
+
+def local_settings_path(base: Path) -> Path:
+    return base / ".claude" / "settings.local.json"
+
+
+def statusline_path(base: Path, scope: str) -> Path:
+    """Where install writes the status line: the personal `settings.local.json` of a project (a shared
+    settings.json would give it to teammates without ollama-dist), or the user's settings.json."""
+    return local_settings_path(base) if scope == "project" else settings_path(base)
+
+
+def statusline_entry(server_command: list[str]) -> dict[str, Any]:
+    return {"type": "command", "command": shlex.join([*server_command[:-1], "statusline"]), "padding": 0}
+
+
+def _statuslines(base: Path, scope: str, user: Path) -> list[tuple[Path, Any]]:
+    """Every statusLine that applies where install would write one (a user's applies in every project,
+    and a project's would hide it): (file, value)."""
+    files = [settings_path(user)]
+    if scope == "project":
+        files += [settings_path(base), local_settings_path(base)]
+    found = []
+    for path in dict.fromkeys(files):
+        data = _load(path)
+        if data is not None and STATUS_KEY in data:
+            found.append((path, data[STATUS_KEY]))
+    return found
+
+
+def install_statusline(base: Path, scope: str, user: Path, record: dict[str, Any], entry: dict[str, Any],
+                       say: Callable[[str], None]) -> None:
+    """Write the statusLine only where the user has none; never replace theirs."""
+    path = statusline_path(base, scope)
+    ours = record.get("statusline")
+    for where, value in _statuslines(base, scope, user):
+        mine = value == entry or (where == path and ours is not None and value == ours["entry"])
+        if not mine:
+            say(f"statusline: left your statusLine in {where} as it is (install adds one only where you have "
+                f"none); to show ollama-dist's figures, call `{entry['command']}` from yours (it reads the same "
+                "JSON on stdin)")
+            return
+        if where == path and value != entry:
+            break  # an older command of this install's: bring it up to date
+        if where == path and not ours:
+            record["statusline"] = {"path": str(path), "created": False, "entry": entry}
+        say(f"statusline: {where} already shows ollama-dist's status line")
+        return
+    data = _load(path)
+    created = ours["created"] if ours else data is None
+    data = data if data is not None else {}
+    data[STATUS_KEY] = entry
+    _write(path, data)
+    record["statusline"] = {"path": str(path), "created": created, "entry": entry}
+    say(f"statusline: added a statusLine to {path} (this session's local jobs and tokens saved, the local "
+        "tier; it also records the plan's usage for budget-aware routing)")
+
+
+def uninstall_statusline(base: Path, scope: str, record: dict[str, Any], entry: dict[str, Any],
+                         say: Callable[[str], None]) -> None:
+    ours = record.pop("statusline", None)
+    path = Path(ours["path"]) if ours else statusline_path(base, scope)
+    data = _load(path)
+    if data is None or STATUS_KEY not in data:
+        return
+    if data[STATUS_KEY] != (ours["entry"] if ours else entry):
+        if ours:
+            say(f"statusline: left the statusLine in {path} (changed since install)")
+        return
+    del data[STATUS_KEY]
+    unrecorded = "" if ours else " (not recorded as installed from this ollama-dist home; it is what install writes)"
+    if ours and ours["created"] and not data:
+        path.unlink(missing_ok=True)
+        say(f"statusline: removed {path}{unrecorded}")
+        return
+    _write(path, data)
+    say(f"statusline: removed the statusLine from {path}{unrecorded}")

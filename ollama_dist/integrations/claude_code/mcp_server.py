@@ -1,10 +1,13 @@
 """`ollama-dist mcp`: a stdio MCP server, so Claude Code can hand deterministic work to the router.
 
-Three tools: `route_tasks` (where each job would go, and why), `run_tasks` (run them;
-validated values, where each was answered, totals with savings) and `router_status`
-(`ollama_dist.report.status` for this session).
-Tasks come inline (`task_yaml`: read as if it stood in the project directory) or as a
-`path` to a task file or folder.
+Four tools (``tools``: descriptions, input and output schemas): `route_tasks` (where each
+job would go, and why), `run_tasks` (run them; validated values, where each was answered,
+totals with savings; a `notifications/progress` per finished job when the call carries a
+progress token), `report_answers` (the caller's answers to jobs handed back to it) and
+`router_status` (`ollama_dist.report.status` for this session). Tasks come inline
+(`task_yaml`: read as if it stood in the project directory) or as a `path` to a task file
+or folder. An unknown tool is a protocol error; any other failure is a tool error whose
+text names the MCP argument, never a CLI flag (``wording``).
 
 The project directory (`CLAUDE_PROJECT_DIR`, else the server's working directory)
 bounds what a caller can reach: `path`, `root` and every task file a folder leads to
@@ -19,9 +22,9 @@ buffered `print` reach the wire when it releases fd 1 at exit, so this module pa
 its own stream.) The low-level `mcp.server.Server` is used because only it serves
 explicit streams through public API.
 
-Runs are recorded under the session id the server was started with
-(`CLAUDE_CODE_SESSION_ID`, set by Claude Code), so savings add up per Claude Code
-session.
+Runs are recorded under the live session: what the SessionStart hook last recorded for
+the project (it follows /clear and resume), else the `CLAUDE_CODE_SESSION_ID` the server
+was started with, so savings add up per Claude Code session.
 """
 
 from __future__ import annotations
@@ -31,83 +34,31 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ollama_dist import __version__
 from ollama_dist.errors import InputError, OllamaDistError
+from ollama_dist.integrations.claude_code import answers
+from ollama_dist.integrations.claude_code.progress import JobProgress, Progress
+from ollama_dist.integrations.claude_code.tools import INSTRUCTIONS, TASK_PROPERTIES, TOOLS
+from ollama_dist.integrations.claude_code.wording import for_caller, reworded
 
 if TYPE_CHECKING:
     from mcp import types
 
     from ollama_dist.api import Refresh
     from ollama_dist.config import Settings
-    from ollama_dist.tasks.model import TaskSource
+    from ollama_dist.tasks.model import Job, TaskSource
 
 SERVER_NAME = "ollama-dist"
 VALUE_CHARS = 8000  # larger values are left in their output file; Claude Code warns past 10,000 tokens
 
-INSTRUCTIONS = (
-    "Hand deterministic, checkable work (extraction, conversion, classification, formatting, "
-    "boilerplate edits) to a local model: describe it as an ollama-dist task with an output "
-    "format and, for JSON, a schema, so every answer is validated (and escalated to Claude when "
-    "it fails). Keep reasoning, design and review on Claude. route_tasks shows where jobs would "
-    "go without running them; run_tasks runs them; router_status shows this session's savings."
-)
-
-_TASK_PROPERTIES: dict[str, Any] = {
-    "task_yaml": {"type": "string", "description": (
-        "An ollama-dist task file given inline (YAML: `name`, `prompt`, `inputs`, `output` with "
-        "`format` and `schema`; or `tasks:` a list). It reads as if it stood in the project directory: "
-        "relative paths in it (`inputs.files`, `output.write`) resolve there, and inputs and written "
-        "outputs must stay inside the project directory.")},
-    "path": {"type": "string", "description": (
-        "A task file or a folder of them, relative to the project directory; it must resolve inside "
-        "the project directory (no `..` out of it, no absolute path or symlink leading elsewhere).")},
-    "root": {"type": "string", "description": (
-        "The run's root for `path` (inputs and `output.write` stay inside it), relative to the project "
-        "directory and inside it; default: the project directory.")},
-}
-_TASK_SCHEMA: dict[str, Any] = {"type": "object", "properties": _TASK_PROPERTIES, "additionalProperties": False}
-_REFRESH: dict[str, Any] = {"type": ["boolean", "array"], "items": {"type": "string"}, "description": (
-    "Discard cached answers and ask again: `true` for every task, or a list of task names. Use it when "
-    "a cached answer is wrong; the old answers stay in the ledger.")}
-_RUN_SCHEMA: dict[str, Any] = {**_TASK_SCHEMA, "properties": {**_TASK_PROPERTIES, "refresh": _REFRESH}}
-
-TOOLS: dict[str, tuple[str, dict[str, Any]]] = {
-    "route_tasks": (
-        "Decide, without calling any model, where each job of a task file would run: `local` "
-        "(deterministic work, the local model) or `cloud` (reasoning, Claude), with the score, "
-        "confidence, the rule that decided and the reasons. Give `task_yaml` or `path`.",
-        _TASK_SCHEMA,
-    ),
-    "run_tasks": (
-        "Run the jobs of a task file: local ones on the local model, the rest on Claude; every "
-        "answer is validated against the task's output format/schema and escalated to Claude when "
-        "the local answer fails. Returns each job's status, validated value (or output file), "
-        "routed_to, actual_model (null when no model answered), escalated and why, and the totals with "
-        "cost, baseline and savings (on what was answered). Inside a "
-        "Claude Code session, cloud work comes back as jobs with status `handed_back` (do them yourself "
-        "from their `instructions` and `output_spec`). Give `task_yaml` or `path`. Example `task_yaml`: "
-        "\"name: city\\nprompt: Extract the city. Reply with JSON only.\\ninputs: {text: Our office moved "
-        "to Lisbon.}\\noutput: {format: json, schema: {type: object, required: [city], "
-        "properties: {city: {type: string}}}}\"",
-        _RUN_SCHEMA,
-    ),
-    "router_status": (
-        "What the router did in this Claude Code session (or `since` a time): jobs, diversion and "
-        "escalation rates with reasons, cost, baseline cost (all on Claude), savings, latency, the "
-        "breaker's state and warnings.",
-        {"type": "object", "additionalProperties": False, "properties": {"since": {
-            "type": "string", "description": "Instead of this session: what ran since 7d, 12h, 30m or a date."}}},
-    ),
-}
-
-
 HAND_BACK_NOTE = ("jobs with status `handed_back` were not sent to the Anthropic API: do each one yourself "
                   "from its `instructions`, answering in its `output_spec` (and writing `output_spec.write` "
-                  "when set)")
+                  "when set); then give the answers to report_answers with this run_id, so a re-run does not "
+                  "hand them back again")
 
 # ---------------------------------------------------------------------- tools
 
@@ -119,6 +70,8 @@ class ServerState:
     session: str
     project: Path
     env: Mapping[str, str]
+    # run_id -> job id -> (job, root): the jobs handed back in this server's recent runs (report_answers)
+    handed: dict[str, dict[str, tuple[Job, Path]]] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], cwd: Path) -> ServerState:
@@ -191,7 +144,7 @@ def task_paths(args: Mapping[str, Any], state: ServerState) -> tuple[list[TaskSo
     """(task sources, root) for the tools' arguments, all inside the project directory."""
     from ollama_dist.tasks.model import InlineTasks
 
-    given = _strings(args, tuple(_TASK_PROPERTIES))
+    given = _strings(args, tuple(TASK_PROPERTIES))
     if ("task_yaml" in given) == ("path" in given):
         raise InputError("give exactly one of `task_yaml` (the task file's YAML) or `path`")
     if "path" in given:
@@ -212,10 +165,14 @@ def route_tasks(args: Mapping[str, Any], state: ServerState) -> dict[str, Any]:
     return {"jobs": [r.as_json() for r in routed]}
 
 
+def relative_to(path: str, base: Path) -> str:
+    from ollama_dist.run import handback
+
+    return handback.relative_to(path, base)
+
+
 def handback_result(work: Mapping[str, Any], project: Path) -> dict[str, Any]:
     """A handed-back job's instructions and output_spec, its write path relative to the project."""
-    from ollama_dist.run.handback import relative_to
-
     spec = dict(work["output_spec"])
     if spec.get("write"):
         spec["write"] = relative_to(spec["write"], project)
@@ -238,7 +195,7 @@ def _job_result(job: Mapping[str, Any], project: Path) -> dict[str, Any]:
     return out
 
 
-async def run_tasks(args: Mapping[str, Any], state: ServerState) -> dict[str, Any]:
+async def run_tasks(args: Mapping[str, Any], state: ServerState, progress: Progress | None = None) -> dict[str, Any]:
     from ollama_dist import api
     from ollama_dist.run.handback import cloud_mode
 
@@ -246,8 +203,12 @@ async def run_tasks(args: Mapping[str, Any], state: ServerState) -> dict[str, An
     hand_back = cloud_mode(settings, state.env) == "caller"
     refresh = _refresh(args.get("refresh"))
     paths, root = task_paths({k: v for k, v in args.items() if k != "refresh"}, state)
-    report = await api.run_async(paths, root=root, settings=settings, session=state.live_session(settings),
-                                 env=state.env, hand_back=hand_back, refresh=refresh)
+    async with JobProgress(progress) as (on_start, on_event):
+        report = await api.run_async(paths, root=root, settings=settings, session=state.live_session(settings),
+                                     env=state.env, hand_back=hand_back, refresh=refresh, on_start=on_start,
+                                     on_event=on_event)
+    answers.remember(state.handed, report.run_id, [(o.job, root) for o in report.outcomes
+                                                   if o.status == "handed_back"])
     data = report.as_json()
     return {"run_id": data["run_id"], "session": data["session"],
             "jobs": [_job_result(j, state.project) for j in data["jobs"]], "totals": data["totals"],
@@ -276,12 +237,15 @@ def router_status(args: Mapping[str, Any], state: ServerState) -> dict[str, Any]
     return status.router_status(settings, session=session, since=since, env=state.env).as_json()
 
 
-async def call(name: str, args: Mapping[str, Any], state: ServerState) -> dict[str, Any]:
+async def call(name: str, args: Mapping[str, Any], state: ServerState,
+               progress: Progress | None = None) -> dict[str, Any]:
     """One tool call; raises OllamaDistError (the caller makes it a tool error)."""
     if name == "route_tasks":
         return route_tasks(args, state)
     if name == "run_tasks":
-        return await run_tasks(args, state)
+        return await run_tasks(args, state, progress)
+    if name == "report_answers":
+        return answers.report_answers(args, state)
     if name == "router_status":
         return router_status(args, state)
     raise InputError(f"unknown tool `{name}`", hint="tools: " + ", ".join(TOOLS))
@@ -313,9 +277,23 @@ def _result(data: dict[str, Any] | None, error: str | None) -> types.CallToolRes
     from mcp import types
 
     if error is not None:
-        return types.CallToolResult(content=[types.TextContent(type="text", text=error)], is_error=True)
+        return types.CallToolResult(content=[types.TextContent(type="text", text=for_caller(error))], is_error=True)
+    data = reworded(data)
     return types.CallToolResult(content=[types.TextContent(type="text", text=json.dumps(data, indent=2, default=str))],
                                 structured_content=data)
+
+
+def tool_list() -> list[types.Tool]:
+    from mcp import types
+
+    # `anthropic/alwaysLoad`: Claude Code (2.1.x) defers MCP tools behind its tool search unless the server
+    # entry or the tool says alwaysLoad; a deferred tool's description (and its example) is not in the request
+    return [types.Tool(name=name, description=t.description, input_schema=t.input_schema,
+                       output_schema=t.output_schema, meta={"anthropic/alwaysLoad": True},
+                       annotations=types.ToolAnnotations(read_only_hint=t.read_only, idempotent_hint=t.read_only,
+                                                         destructive_hint=None if t.read_only else False,
+                                                         open_world_hint=name == "run_tasks"))
+            for name, t in TOOLS.items()]
 
 
 def handlers(state: ServerState) -> tuple[Callable[[Any, Any], Awaitable[types.ListToolsResult]],
@@ -323,21 +301,17 @@ def handlers(state: ServerState) -> tuple[Callable[[Any, Any], Awaitable[types.L
     from mcp import types
 
     async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=[
-            types.Tool(name=name, description=description, input_schema=schema,
-                       annotations=types.ToolAnnotations(read_only_hint=name != "run_tasks",
-                                                         idempotent_hint=name != "run_tasks",
-                                                         destructive_hint=False if name == "run_tasks" else None,
-                                                         open_world_hint=name == "run_tasks"))
-            for name, (description, schema) in TOOLS.items()])
+        return types.ListToolsResult(tools=tool_list())
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         if params.name not in TOOLS:  # a protocol error, not a tool result
             from mcp.shared.exceptions import MCPError
 
             raise MCPError(types.INVALID_PARAMS, f"unknown tool `{params.name}`; tools: {', '.join(TOOLS)}")
+        # a no-op unless the call carried a progress token (Claude Code sends one with every call)
+        progress = ctx.session.report_progress if ctx is not None else None
         try:
-            return _result(await call(params.name, params.arguments or {}, state), None)
+            return _result(await call(params.name, params.arguments or {}, state, progress), None)
         except OllamaDistError as exc:
             return _result(None, str(exc))
 
@@ -360,7 +334,7 @@ async def serve_async(wire: int, state: ServerState) -> None:
 
 
 def serve() -> None:
-    """Serve MCP over stdio for Claude Code: route_tasks, run_tasks, router_status."""
+    """Serve MCP over stdio for Claude Code: route_tasks, run_tasks, report_answers, router_status."""
     import logging
 
     with protocol_stdout() as wire:

@@ -38,7 +38,9 @@ SKILL = "ollama-dist"
 SERVER = "ollama-dist"
 READ_ONLY_TOOLS = (f"mcp__{SERVER}__route_tasks", f"mcp__{SERVER}__router_status")
 RUN_TOOL = f"mcp__{SERVER}__run_tasks"
+WRITE_TOOLS = (RUN_TOOL, f"mcp__{SERVER}__report_answers")  # run models, write outputs: Claude Code asks
 MANIFEST = Path("claude") / "installs.json"
+UNRECORDED = " (not recorded as installed from this ollama-dist home: it is byte for byte what install writes)"
 Scope = Literal["project", "user"]
 
 # ---------------------------------------------------------------------- pieces
@@ -48,6 +50,7 @@ Scope = Literal["project", "user"]
 class Target:
     scope: Scope
     base: Path  # the project folder, or the user's home
+    user: Path = field(default_factory=lambda: Path.home().resolve())  # whose ~/.claude settings apply too
 
     @property
     def skill_dir(self) -> Path:
@@ -88,8 +91,9 @@ def server_command() -> list[str]:
 
 
 def server_entry(command: list[str]) -> dict[str, Any]:
-    # alwaysLoad: Claude Code waits for the tools before the first request (else a cold start may
-    # send it while the server is still pending, and the model never sees them)
+    # alwaysLoad (seen in Claude Code 2.1.197): the tools are not deferred behind its tool search, so their
+    # descriptions and example are in every request; and `claude -p` (or --mcp-config) waits for the server
+    # before the first request. The interactive REPL still connects it in the background (see /mcp).
     return {"type": "stdio", "command": command[0], "args": command[1:], "env": {}, "alwaysLoad": True}
 
 
@@ -189,7 +193,7 @@ def _uninstall_skill(t: Target, record: dict[str, Any], text: str, report: Repor
             return
         with _io(path):
             path.unlink()
-        report.say(f"skill: removed {path}")
+        report.say(f"skill: removed {path}" + ("" if ours else UNRECORDED))
     dirs = [Path(d) for d in ours["dirs"]] if ours else [path.parent]
     for folder in sorted(dirs, key=lambda d: len(d.parts), reverse=True):
         with contextlib.suppress(OSError):  # not empty (someone else's files), or already gone
@@ -249,7 +253,9 @@ def _uninstall_mcp(t: Target, record: dict[str, Any], entry: dict[str, Any], rep
             report.say(f"mcp: removed {path}")
             return
         _write_atomic(path, json.dumps(data, indent=2) + "\n")
-    report.say(f"mcp: removed the `{SERVER}` server from {path}")
+    report.say(f"mcp: removed the `{SERVER}` server from {path}" + ("" if ours else (
+        " (install did not write it: it is the entry install prints for `claude mcp add-json`, or writes with "
+        "--mcp from another ollama-dist home)")))
 
 
 # ---------------------------------------------------------------------- api
@@ -267,6 +273,8 @@ def install(t: Target, home: Path, *, mcp: bool = False, force: bool = False,
     try:
         _install_skill(t, record, skill_text(), force, report)
         claude_settings.install(t.base, record, claude_settings.hook_entry(command), report.say)
+        claude_settings.install_statusline(t.base, t.scope, t.user, record, claude_settings.statusline_entry(command),
+                                           report.say)
         if mcp:
             _install_mcp(t, record, server_entry(command), report)
     finally:
@@ -275,27 +283,72 @@ def install(t: Target, home: Path, *, mcp: bool = False, force: bool = False,
         report.say("mcp: to give Claude Code the MCP tools too, run:")
         report.say("  " + mcp_add_command(t.scope, command))
     report.say(f"approval: the skill pre-approves {', '.join(READ_ONLY_TOOLS)} (they read only); "
-               f"Claude Code asks before {RUN_TOOL}, which runs models and writes outputs: answer "
+               f"Claude Code asks before {' and '.join(WRITE_TOOLS)}, which run models and write outputs: answer "
                "\"always allow\" once, or for `claude -p` (where skills' allowed-tools do not apply) pass")
-    report.say(f"  --allowedTools \"{' '.join((*READ_ONLY_TOOLS, RUN_TOOL))}\"")
+    report.say(f"  --allowedTools \"{' '.join((*READ_ONLY_TOOLS, *WRITE_TOOLS))}\"")
     return report
 
 
-def uninstall(t: Target, home: Path, *, command: list[str] | None = None) -> Report:
+def uninstall(t: Target, home: Path, *, command: list[str] | None = None, claude_exe: str | None = None) -> Report:
+    """Remove what install wrote; with --user also the user-scope server added with the line install
+    printed (through `claude_exe mcp remove`, else the command to run is printed)."""
+    command = command or server_command()
     manifest = Manifest(home)
     record = manifest.get(t.key)
     report = Report()
     try:
+        claude_settings.uninstall_statusline(t.base, t.scope, record, claude_settings.statusline_entry(command),
+                                             report.say)
         # the hook first: the skill's uninstall removes the .claude folders install created, once empty
-        claude_settings.uninstall(t.base, record, claude_settings.hook_entry(command or server_command()),
-                                  report.say)
+        claude_settings.uninstall(t.base, record, claude_settings.hook_entry(command), report.say)
         _uninstall_skill(t, record, skill_text(), report)
-        _uninstall_mcp(t, record, server_entry(command or server_command()), report)
+        _uninstall_mcp(t, record, server_entry(command), report)
     finally:
         manifest.save()
+    if t.scope == "user":
+        _uninstall_user_server(t.base / ".claude.json", server_entry(command), claude_exe, report)
     if not report.lines:
         report.say(f"nothing to remove for the {t.scope} scope ({t.base})")
     return report
+
+
+def _uninstall_user_server(path: Path, entry: dict[str, Any], claude_exe: str | None, report: Report) -> None:
+    """The user-scope server lives in Claude Code's own ~/.claude.json: removed through `claude mcp remove`
+    (never by editing that file), and only when it is the entry install printed."""
+    import subprocess
+
+    remove = f"claude mcp remove --scope user {SERVER}"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as exc:
+        report.say(f"mcp: cannot read {path} ({exc}); if it holds a user-scope `{SERVER}` server: {remove}")
+        return
+    servers = data.get("mcpServers") if isinstance(data, dict) else None
+    present = servers.get(SERVER) if isinstance(servers, dict) else None
+    if present is None:
+        return
+    if present != entry:
+        report.say(f"mcp: left the user-scope `{SERVER}` server in {path}: it is not the one install printed; "
+                   f"to remove it anyway: {remove}")
+        return
+    added = "added with the command install printed: install did not write it"
+    if claude_exe is None:
+        report.say(f"mcp: the user-scope `{SERVER}` server in {path} was {added}; `claude` is not on the PATH, "
+                   f"so remove it with: {remove}")
+        return
+    try:
+        done = subprocess.run([claude_exe, "mcp", "remove", "--scope", "user", SERVER], capture_output=True,
+                              text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        report.say(f"mcp: could not run `{remove}` ({exc}); run it yourself")
+        return
+    if done.returncode != 0:
+        said = (done.stderr or done.stdout).strip().splitlines()
+        report.say(f"mcp: `{remove}` failed ({said[0] if said else f'exit {done.returncode}'}); run it yourself")
+        return
+    report.say(f"mcp: removed the user-scope `{SERVER}` server from {path} with `{remove}` ({added})")
 
 
 # ---------------------------------------------------------------------- commands

@@ -35,6 +35,7 @@ from typing import Any
 from tests.servers.anthropic.batches import Batch, BatchRoutes
 from tests.servers.anthropic.handler import Handler
 from tests.servers.anthropic.instance import minimal_instance
+from tests.servers.anthropic.tools import ToolPlan, planned_calls
 from tests.servers.anthropic.wire import (
     DEFAULT_MODELS,
     KEPT_HEADERS,
@@ -100,6 +101,8 @@ class AnthropicServer(BatchRoutes):
     - ``stall_next(seconds=None, *, times=1)``: the next calls wait that long (None:
       until the server closes) before answering normally.
     - ``calls(path)``: the recorded requests to one path, e.g. ``"/v1/messages"``.
+    - ``use_tools(model, plan)``: ``plan(body)`` returns the tool calls the model makes
+      (answered as ``tool_use`` blocks, ``stop_reason: "tool_use"``) or None for a text answer.
 
     Default answers: with ``output_config.format`` a minimal JSON instance of the
     schema; otherwise a sentence echoing the last user message. When the request offers
@@ -134,6 +137,7 @@ class AnthropicServer(BatchRoutes):
         self._requests: list[RecordedRequest] = []
         self._faults: collections.deque[_Fault] = collections.deque()
         self._scripts: dict[str, collections.deque[str] | Answer] = {}
+        self._tool_plans: dict[str, ToolPlan] = {}
         self._batches: dict[str, Batch] = {}
         self._cached_prefixes: set[tuple[str, str]] = set()
         self._ids = itertools.count(1)
@@ -191,6 +195,10 @@ class AnthropicServer(BatchRoutes):
     def answer(self, model: str, answers: Sequence[str] | Answer) -> None:
         with self._lock:
             self._scripts[model] = answers if callable(answers) else collections.deque(answers)
+
+    def use_tools(self, model: str, plan: ToolPlan) -> None:
+        with self._lock:
+            self._tool_plans[model] = plan
 
     def fail_next(
         self, status: int, *, times: int = 1, retry_after: float | None = None, message: str | None = None
@@ -287,7 +295,10 @@ class AnthropicServer(BatchRoutes):
     def _message(self, body: Any, *, tier: str) -> dict[str, Any]:
         check_params(body, self._models, need_max_tokens=True)
         model = body["model"]
-        text = self._answer_text(model, body)
+        with self._lock:
+            plan = self._tool_plans.get(model, self._tool_plans.get("*"))
+        planned = planned_calls(plan, body)
+        text = "" if planned is not None else self._answer_text(model, body)
         budget = int(body["max_tokens"])
         stop_reason, stop_sequence = "end_turn", None
         blocks: list[dict[str, Any]] = []
@@ -304,13 +315,19 @@ class AnthropicServer(BatchRoutes):
             if stop and stop in text:
                 text, stop_reason, stop_sequence = text[: text.index(stop)], "stop_sequence", stop
                 break
-        if stop_reason != "max_tokens":
+        if stop_reason != "max_tokens" and planned is not None:
+            for call in planned:
+                blocks.append({"type": "tool_use", "id": self._next_id("toolu"), "name": call["name"],
+                               "input": call["input"]})
+                used += tokens(json.dumps(call["input"]))
+            stop_reason = "tool_use"
+        elif stop_reason != "max_tokens":
             room = (budget - used) * 4
             if len(text) > room:
                 text, stop_reason, stop_sequence = text[:room], "max_tokens", None
             blocks.append({"type": "text", "text": text})
             used += tokens(text)
-        tool = structured_output_tool(body)
+        tool = structured_output_tool(body) if planned is None else None
         if tool is not None and stop_reason != "max_tokens":
             # Claude Code's --json-schema: the answer is a call of its StructuredOutput tool
             try:
