@@ -86,12 +86,11 @@ async def test_mcp_in_a_claude_code_session_hands_back_and_calls_no_api(
         status = (await wire.call("router_status", {})).structured_content
         assert status["jobs"] == 3 and status["handed_back"] == 2 and status["failed"] == 0
         assert status["baseline_cost_usd"] == pytest.approx(
-            totals["baseline_cost_usd"] + status["handed_back_cost_usd_estimated"]
-            - totals["handed_back_cost_usd_estimated"], abs=1e-6)
+            totals["baseline_cost_usd"] + failed_local.structured_content["totals"]["baseline_cost_usd"], abs=1e-6)
         assert status["savings_usd"] == pytest.approx(totals["saved_usd"], abs=1e-6)  # only the local answer
     assert claude.requests == []  # not one request reached the Anthropic server
     db = sqlite3.connect(isolated_home / "ledger.db")
-    rows = db.execute("SELECT task, routed_to, lane, backend, model, outcome, final, cost_usd, baseline_cost_usd, "
+    rows = db.execute("SELECT task, routed_to, lane, backend, model, outcome, final, cost_usd, unanswered_baseline_usd, "
                       "input_tokens, tokens_estimated, session FROM attempts WHERE outcome = 'handed_back' "
                       "ORDER BY id").fetchall()
     assert [(r[0], r[1]) for r in rows] == [("review", "cloud"), ("city", "local")]

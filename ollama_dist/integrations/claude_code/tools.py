@@ -72,7 +72,8 @@ STATUS_INPUT: dict[str, Any] = {"type": "object", "additionalProperties": False,
 # ---------------------------------------------------------------------- outputs
 
 ROUTED_JOB = obj({"task": S, "job": S, "input": S_OR_NULL, "target": {"enum": ["local", "cloud"]}, "score": N,
-                  "confidence": N, "rule": S_OR_NULL, "reasons": STRINGS, "error": S_OR_NULL, "notes": STRINGS})
+                  "confidence": N, "rule": S_OR_NULL, "reasons": STRINGS, "error": S_OR_NULL, "notes": STRINGS},
+                 closed=False)  # these are the fields a caller can count on; a decision may explain more
 
 OUTPUT_SPEC = obj({"format": S, "schema": {"type": ["object", "boolean", "null"]}, "pattern": S_OR_NULL,
                    "write": S_OR_NULL, "language": S}, optional=("language",))
@@ -85,16 +86,16 @@ RUN_JOB = obj({
     "value_omitted": {"type": "string", "description": "why `value` is left out: read it from `output`"},
     "instructions": {"type": "string", "description": "status handed_back: the job, for you to do"},
     "output_spec": OUTPUT_SPEC, "estimated_input_tokens": INT,
-}, optional=("value", "value_omitted", "instructions", "output_spec", "estimated_input_tokens"))
+}, optional=("value", "value_omitted", "instructions", "output_spec", "estimated_input_tokens"), closed=False)
 
 TOTALS = obj({key: INT for key in ("jobs", "ok", "failed", "handed_back", "routed_local", "routed_cloud",
                                  "answered_local", "escalated", "cache_hits", "input_tokens", "output_tokens")}
              | {"escalation_reasons": {"type": "object", "additionalProperties": INT}}
              | {key: N for key in ("cost_usd", "handed_back_cost_usd_estimated", "baseline_cost_usd", "saved_usd",
-                                   "saved_pct")})
+                                   "saved_pct")}, optional=("handed_back_cost_usd_estimated",), closed=False)
 
 RUN_OUTPUT = obj({"run_id": S, "session": S, "jobs": {"type": "array", "items": RUN_JOB}, "totals": TOTALS,
-                  "notes": STRINGS})
+                  "notes": STRINGS}, closed=False)
 
 ANSWERS_OUTPUT = obj({"run_id": S, "answers": {"type": "array", "items": obj({
     "job": S, "status": {"enum": ["recorded", "invalid", "not_handed_back"]}, "reason": S_OR_NULL,
@@ -118,7 +119,8 @@ STATUS_OUTPUT = obj({
     "breaker": {"type": "object", "required": ["state", "openings"],
                 "properties": {"state": {"enum": ["open", "closed"]}, "openings": INT}},
     "warnings": STRINGS, "days": {"type": "array", "items": {"type": "object"}},
-}, closed=False)  # router-status may grow figures; these are the ones a caller can count on
+}, optional=("handed_back_cost_usd_estimated", "plan_usage", "days"),
+    closed=False)  # router-status may grow figures; these are the ones a caller can count on
 
 # ---------------------------------------------------------------------- the tools
 
