@@ -72,7 +72,7 @@ async def test_mcp_run_tasks_takes_refresh(world: dict[str, Any]) -> None:
     task_file(Path("t"))
     env = {**os.environ}
     state = mcp_server.ServerState("s", Path.cwd().resolve(), env)
-    schema = mcp_server.TOOLS["run_tasks"][1]["properties"]["refresh"]
+    schema = mcp_server.TOOLS["run_tasks"].input_schema["properties"]["refresh"]
     assert schema["type"] == ["boolean", "array"]
     first = await mcp_server.call("run_tasks", {"path": "t"}, state)
     again = await mcp_server.call("run_tasks", {"path": "t"}, state)

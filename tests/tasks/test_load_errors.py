@@ -3,6 +3,7 @@ to do; several files, file by file. The exit code stays 2."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def test_the_cli_prints_each_as_an_error_line_and_exits_2(tmp_path: Path) -> Non
     path = write(tmp_path, "bad.yaml", BAD)
     result = CliRunner().invoke(app, ["route", str(path), "--root", str(tmp_path), "--json"])
     assert result.exit_code == EXIT_BAD_INPUT
-    assert result.stdout == ""
+    assert json.loads(result.stdout)["error"]["type"] == "InputErrors"  # --json: the error as JSON on stdout
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
     assert [ln.split()[1] for ln in lines] == [f"{path}:{n}" for n in (1, 2, 3, 7, 8, 9)]
     assert "Traceback" not in result.stderr
