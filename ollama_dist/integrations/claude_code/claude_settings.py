@@ -85,13 +85,7 @@ def uninstall(base: Path, record: dict[str, Any], entry: dict[str, Any], say: Ca
         del data["hooks"][EVENT]
         if not data["hooks"]:
             del data["hooks"]
-    unrecorded = "" if ours else " (not recorded as installed from this ollama-dist home; it is what install writes)"
-    if ours and ours["created"] and not data:
-        path.unlink(missing_ok=True)
-        say(f"hook: removed {path}")
-        return
-    _write(path, data)
-    say(f"hook: removed the {EVENT} hook from {path}{unrecorded}")
+    _write_or_unlink(path, data, ours, say, "hook", f"the {EVENT} hook")
 
 
 # ---------------------------------------------------------------------- the status line
@@ -167,10 +161,17 @@ def uninstall_statusline(base: Path, scope: str, record: dict[str, Any], entry: 
             say(f"statusline: left the statusLine in {path} (changed since install)")
         return
     del data[STATUS_KEY]
-    unrecorded = "" if ours else " (not recorded as installed from this ollama-dist home; it is what install writes)"
+    _write_or_unlink(path, data, ours, say, "statusline", "the statusLine")
+
+
+def _write_or_unlink(path: Path, data: dict[str, Any], ours: dict[str, Any] | None, say: Callable[[str], None],
+                     label: str, what: str) -> None:
+    """After taking `what` out of `data`: delete the file install created if nothing else is left in it,
+    else write the rest back; say which, and whether install is on record for it."""
     if ours and ours["created"] and not data:
         path.unlink(missing_ok=True)
-        say(f"statusline: removed {path}{unrecorded}")
+        say(f"{label}: removed {path}")
         return
     _write(path, data)
-    say(f"statusline: removed the statusLine from {path}{unrecorded}")
+    unrecorded = "" if ours else " (not recorded as installed from this ollama-dist home; it is what install writes)"
+    say(f"{label}: removed {what} from {path}{unrecorded}")
