@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from ollama_dist.exits import handled
-from ollama_dist.integrations.claude_code import mcp_server, session
+from ollama_dist.integrations.claude_code import session
 from ollama_dist.integrations.claude_code.skill import Report, install, target, uninstall
 
 app = typer.Typer(help="Set up Claude Code to hand deterministic work to ollama-dist (skill, MCP server).",
@@ -61,7 +61,12 @@ def uninstall_command(project: ProjectOpt = False, user: UserOpt = False) -> Non
 app.command("session-hook", hidden=True)(handled(session.hook_command))
 
 
-mcp_command = handled(mcp_server.serve)
+@handled
+def mcp_command() -> None:
+    """Serve MCP over stdio for Claude Code: route_tasks, run_tasks, report_answers, router_status."""
+    from ollama_dist.integrations.claude_code import mcp_server  # with the tools' schemas: not for --help
+
+    mcp_server.serve()
 
 
 def statusline_command() -> None:

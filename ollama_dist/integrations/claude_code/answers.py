@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ollama_dist.errors import InputError
-from ollama_dist.ledger import handbacks
 
 if TYPE_CHECKING:
     from ollama_dist.integrations.claude_code.mcp_server import ServerState
@@ -47,6 +46,7 @@ def _parsed(args: Mapping[str, Any]) -> tuple[str, list[Any]]:
 
 
 def report_answers(args: Mapping[str, Any], state: ServerState) -> dict[str, Any]:
+    from ollama_dist.ledger.handbacks import handed_back_job
     from ollama_dist.ledger.store import Ledger
     from ollama_dist.run.handback import record_answer, relative_to
 
@@ -61,7 +61,7 @@ def report_answers(args: Mapping[str, Any], state: ServerState) -> dict[str, Any
     results = []
     try:
         for item in answers:
-            found, handed = jobs.get(item["job"]), handbacks.handed_back_job(ledger, run_id, item["job"])
+            found, handed = jobs.get(item["job"]), handed_back_job(ledger, run_id, item["job"])
             if found is None or handed is None:
                 results.append({"job": item["job"], "status": "not_handed_back", "output": None,
                                 "reason": f"run {run_id} did not hand back a job {item['job']!r}"})
