@@ -113,3 +113,12 @@ def test_route_reads_the_tasks_history_from_the_ledger(tmp_path: Path, isolated_
     ledger.close()
     after = json.loads(runner.invoke(app, ["route", str(path), "--json"]).stdout)[0]
     assert after["target"] == "cloud" and any("history: 4/4" in r for r in after["reasons"])
+
+
+def test_help_does_not_import_the_mcp_server_the_ledger_or_the_task_loader() -> None:
+    heavy = ("ollama_dist.integrations.claude_code.mcp_server", "ollama_dist.ledger.store", "ollama_dist.tasks.loader")
+    code = ("import sys; from ollama_dist.cli import app; "
+            "from typer.testing import CliRunner; CliRunner().invoke(app, ['--help']); "
+            f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ""
