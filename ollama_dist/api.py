@@ -174,6 +174,9 @@ def job_json(o: Outcome) -> dict[str, Any]:
         "reason": o.reason,
         "output": o.output_path,
         "value": o.value,
+        "checks": list(o.checks),  # what "ok" proved: format, schema, pattern, grounded, agree
+        "local_s": round(sum(a.latency_s for a in o.attempts if a.lane == "local"), 3),
+        **({"agreement": o.agreement} if o.agreement is not None else {}),
         "input_tokens": sum(a.input_tokens for a in o.attempts),
         "output_tokens": sum(a.output_tokens for a in o.attempts),
         "cost_usd": round(sum(a.cost_usd for a in o.attempts), 8),

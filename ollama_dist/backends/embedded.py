@@ -197,8 +197,10 @@ class LocalModel:
         schema: Mapping[str, Any] | None = None,
         json_mode: bool = False,
         n_ctx: int | None = None,
+        seed: int | None = None,
     ) -> ChatResult:
-        """One chat completion; `schema` (or `json_mode`) constrains the output with a grammar."""
+        """One chat completion; `schema` (or `json_mode`) constrains the output with a grammar.
+        `seed` (default: the model's own) picks the sample when `temperature` > 0."""
         with self._lock:
             llama = self._ensure(n_ctx)
             response_format: dict[str, Any] | None = None
@@ -215,7 +217,7 @@ class LocalModel:
                     max_tokens=max_tokens if max_tokens > 0 else None,
                     response_format=response_format,
                     grammar=grammar,
-                    seed=self._seed,
+                    seed=self._seed if seed is None else seed,
                 )
             except (ValueError, KeyError, TypeError, NotImplementedError) as exc:
                 # a prompt over n_ctx (ValueError), or a schema the grammar converter cannot take
@@ -277,6 +279,7 @@ class EmbeddedBackend:
             schema=closed_schema(request.schema_) if request.schema_ is not None else None,
             json_mode=json_mode,
             n_ctx=num_ctx_for(request),
+            seed=request.seed,
         )
         try:
             # the worker thread cannot be interrupted: it finishes in the background,

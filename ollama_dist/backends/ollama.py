@@ -256,6 +256,8 @@ class OllamaBackend:
             },
             "keep_alive": self._keep_alive,
         }
+        if request.seed is not None:
+            body["options"]["seed"] = request.seed
         if request.schema_ is not None:
             body["format"] = closed_schema(request.schema_)
         elif request.output_format in ("json", "yaml"):

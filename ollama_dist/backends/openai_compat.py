@@ -88,6 +88,8 @@ class OpenAICompatBackend:
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
         }
+        if request.seed is not None:
+            body["seed"] = request.seed
         if request.schema_ is not None:
             body["response_format"] = {
                 "type": "json_schema",

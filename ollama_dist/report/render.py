@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ollama_dist.api import Estimate, Routed, RunReport
+from ollama_dist.routing.learning import advice
 from ollama_dist.run.dispatch import Event
 
 if TYPE_CHECKING:
@@ -325,6 +326,23 @@ def router_status_table(st: RouterStatus) -> Table:
         when = datetime.fromtimestamp(latest.at).strftime("%Y-%m-%d %H:%M")
         state.append(f" · {b.openings:,} opening(s), latest {when}: {latest.reason}", style="default")
     table.add_row("latency breaker", state)
+    return table
+
+
+def trust_table(st: RouterStatus) -> Table:
+    """Per task, over all runs: how its local answers ended, and what that calls for."""
+    table = Table(title="local answers per task (all runs: what the router uses)", caption_justify="left",
+                  caption=f"right: accepted and not contradicted; wrong: a value not in the input, samples that "
+                          f"disagree, or Claude's shadow answer different. Below {st.min_local_accuracy:.0%} "
+                          "accuracy over 3 judged jobs a task goes to Claude.")
+    table.add_column("task", overflow="fold")
+    for name in ("jobs", "right", "wrong", "cut off", "accuracy"):
+        table.add_column(name, justify="right")
+    table.add_column("advice", overflow="fold")
+    for task, h in sorted(st.trust.items()):
+        accuracy = "-" if h.accuracy is None else f"{h.accuracy:.0%}"
+        table.add_row(Text(task), str(h.local_jobs), str(h.local_right), str(h.local_wrong), str(h.local_cut_off),
+                      accuracy, Text(advice(h, st.min_local_accuracy) or "-"))
     return table
 
 

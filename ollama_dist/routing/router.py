@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ollama_dist.config import RouterSettings
 from ollama_dist.ledger.store import TaskHistory as TaskHistory  # re-exported: it lived here
+from ollama_dist.routing.learning import distrust, failures
 from ollama_dist.tasks.model import Job, Task
 
 Target = Literal["local", "cloud"]
@@ -245,6 +246,9 @@ class Router:
         if tokens > s.max_local_tokens:
             return _hard("cloud", "long-context",
                          f"long context: ~{tokens} tokens is past the local limit of {s.max_local_tokens}")
+        untrusted = distrust(history, s.min_local_accuracy)
+        if untrusted is not None:
+            return _hard("cloud", "local-accuracy", f"history: {untrusted}")
         if info.local_rule and not info.reasoning and not _failing(history):
             return _hard("local", info.local_rule, f"{info.local_rule}: the instruction says {info.local_match!r}")
         decision = self._score(job, info, tokens, history)
@@ -307,8 +311,7 @@ class Router:
             evidence += 1
             if rate > 0.5:
                 score += 0.5 * rate
-                reasons.append(f"+{0.5 * rate:.2f} history: {history.local_failures}/{history.local_jobs} "
-                               "local answers failed")
+                reasons.append(f"+{0.5 * rate:.2f} history: {failures(history)}")
             elif rate < 0.1:
                 score -= 0.10
                 reasons.append(f"-0.10 history: {history.local_jobs - history.local_failures}/"

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ollama_dist.config import RouterSettings, Settings
 from ollama_dist.errors import OllamaDistError
 from ollama_dist.routing.exemplars import Exemplar, bank_key, shipped_bank, task_text, text_key, user_bank
+from ollama_dist.routing.learning import failures
 from ollama_dist.routing.router import Decision, TaskHistory
 from ollama_dist.tasks.model import Job, Task
 
@@ -357,7 +358,7 @@ def combine(decision: Decision, opinion: Opinion, s: RouterSettings, tokens: int
     elif tokens > s.local_context_tokens:
         veto = f"~{tokens} input tokens, past the {s.local_context_tokens} local models handle well"
     elif history and history.local_jobs >= 3 and history.local_failures / history.local_jobs > 0.5:
-        veto = f"history: {history.local_failures}/{history.local_jobs} local answers failed"
+        veto = f"history: {failures(history)}"
     if opinion.p_local <= t:
         target = "cloud"
         reasons.append(f"cloud: P(local) {opinion.p_local:.2f} <= t {t:g} (cloud unless P(local) > t)")

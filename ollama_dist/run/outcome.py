@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ollama_dist.ledger.reasons import invalid_kind
 from ollama_dist.ledger.store import Attempt
 from ollama_dist.routing.router import Decision
 from ollama_dist.tasks.model import Job
@@ -25,6 +26,8 @@ class Outcome:
     kept_edit: bool = False  # the output was edited by hand: kept, nothing asked
     shadow: list[Attempt] = field(default_factory=list)  # cloud answers asked for comparison only
     handed_back: dict[str, Any] | None = None  # instructions and output_spec for the caller (handback.work)
+    checks: tuple[str, ...] = ()  # what the answer passed (checks.verdict.Check): what "ok" proved
+    agreement: dict[str, Any] | None = None  # `output.agree`: samples asked, votes, local seconds (run.agreement)
 
     @property
     def actual_model(self) -> str | None:
@@ -41,14 +44,15 @@ class Outcome:
 
     @property
     def escalation_reason(self) -> str | None:
-        """Why the job left the local lane: the outcome of its last local attempt."""
+        """Why the job left the local lane: the outcome of its last local attempt (an invalid one by its
+        kind: ungrounded, disagree, cut_off or invalid)."""
         if not self.escalated:
             return None
         local = [a for a in self.attempts if a.lane == "local"]
         if not local:
             return "no_local_backend"
         last = local[-1]
-        return "invalid" if last.outcome == "invalid" else (last.reason or last.outcome)
+        return invalid_kind(last.reason) if last.outcome == "invalid" else (last.reason or last.outcome)
 
     @property
     def answered_locally(self) -> bool:

@@ -620,6 +620,8 @@ class FakeOllama:
             options["num_predict"] = body["max_tokens"]
         if body.get("temperature") is not None:
             options["temperature"] = body["temperature"]
+        if body.get("seed") is not None:
+            options["seed"] = body["seed"]
         fmt: Any = None
         rf = body.get("response_format")
         if isinstance(rf, dict) and rf.get("type") == "json_object":
@@ -795,6 +797,7 @@ class FakeOllama:
                 schema=job.fmt if isinstance(job.fmt, dict) else None,
                 json_mode=job.fmt == "json",
                 n_ctx=num_ctx + max_tokens + 64,
+                seed=int(job.options["seed"]) if job.options.get("seed") is not None else None,
             )
         except OllamaDistError as exc:
             raise _HttpError(500, exc.message) from exc
