@@ -1,7 +1,8 @@
 """`ollama-dist mcp`: a stdio MCP server, so Claude Code can hand deterministic work to the router.
 
 Three tools: `route_tasks` (where each job would go, and why), `run_tasks` (run them;
-validated values, where each was answered, totals with savings) and `router_status`
+the values that passed their checks, which checks those were, where each was answered,
+totals with savings) and `router_status`
 (`ollama_dist.report.status` for this session).
 Tasks come inline (`task_yaml`: read as if it stood in the project directory) or as a
 `path` to a task file or folder.
@@ -50,8 +51,10 @@ VALUE_CHARS = 8000  # larger values are left in their output file; Claude Code w
 INSTRUCTIONS = (
     "Hand deterministic, checkable work (extraction, conversion, classification, formatting, "
     "boilerplate edits) to a local model: describe it as an ollama-dist task with an output "
-    "format and, for JSON, a schema, so every answer is validated (and escalated to Claude when "
-    "it fails). Keep reasoning, design and review on Claude. route_tasks shows where jobs would "
+    "format and, for JSON, a schema, so every answer is checked (format, schema, pattern; for "
+    "extraction, that each value occurs in the input; with `output.agree: N`, that N local samples "
+    "agree) and escalated to Claude when a check fails. A check proves what it checks, not that a "
+    "value is right: each job's `checks` lists what was proved. Keep reasoning, design and review on Claude. route_tasks shows where jobs would "
     "go without running them; run_tasks runs them; router_status shows this session's savings."
 )
 
@@ -79,8 +82,11 @@ TOOLS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "run_tasks": (
         "Run the jobs of a task file: local ones on the local model, the rest on Claude; every "
-        "answer is validated against the task's output format/schema and escalated to Claude when "
-        "the local answer fails. Returns each job's status, validated value (or output file), "
+        "answer is checked against the task's output format, schema and pattern, extracted values "
+        "against the input (`output.grounded`, on by default for extraction into JSON/YAML), and "
+        "with `output.agree: N` across N local samples; a local answer that fails a check is escalated "
+        "to Claude. Returns each job's status, its value (or output file) and `checks` (the checks it "
+        "passed: format, schema, pattern, grounded, agree; a value can pass them and still be wrong), "
         "routed_to, actual_model, escalated, and the totals with cost, baseline and savings. Inside a "
         "Claude Code session, cloud work comes back as jobs with status `handed_back` (do them yourself "
         "from their `instructions` and `output_spec`). Give `task_yaml` or `path`. Example `task_yaml`: "
@@ -92,7 +98,8 @@ TOOLS: dict[str, tuple[str, dict[str, Any]]] = {
     "router_status": (
         "What the router did in this Claude Code session (or `since` a time): jobs, diversion and "
         "escalation rates with reasons, cost, baseline cost (all on Claude), savings, latency, the "
-        "breaker's state and warnings.",
+        "breaker's state, warnings, and per task the measured trust in its local answers (right, wrong, "
+        "cut off at max_tokens, accuracy, advice) that the router acts on.",
         {"type": "object", "additionalProperties": False, "properties": {"since": {
             "type": "string", "description": "Instead of this session: what ran since 7d, 12h, 30m or a date."}}},
     ),
@@ -219,7 +226,7 @@ def handback_result(work: Mapping[str, Any], project: Path) -> dict[str, Any]:
 
 def _job_result(job: Mapping[str, Any], project: Path) -> dict[str, Any]:
     out = {key: job[key] for key in ("task", "job", "status", "routed_to", "actual_model", "escalated",
-                                     "cache_hit", "reason", "output", "cost_usd", "baseline_cost_usd")}
+                                     "cache_hit", "reason", "output", "checks", "cost_usd", "baseline_cost_usd")}
     if job["status"] == "handed_back":
         out.update(handback_result(job["handed_back"], project))
     elif job["status"] == "ok":
