@@ -123,6 +123,10 @@ class RunReport:
         # (the whole run on Claude), never in the savings (what the local lane did)
         handed = sum(o.handed_back["estimated_cost_usd"] for o in self.outcomes if o.handed_back)
         baseline = sum(a.baseline_cost_usd for a in attempts)
+        checks: dict[str, int] = {}
+        for o in self.outcomes:
+            for name in o.checks if o.status == "ok" else ():
+                checks[name] = checks.get(name, 0) + 1
         escalations: dict[str, int] = {}
         for o in self.outcomes:
             reason = o.escalation_reason
@@ -136,6 +140,8 @@ class RunReport:
             "routed_local": sum(o.decision.target == "local" for o in self.outcomes),
             "routed_cloud": sum(o.decision.target == "cloud" for o in self.outcomes),
             "answered_local": sum(o.answered_locally for o in self.outcomes),
+            "checks": checks,  # ok jobs per check passed: what "ok" proved across the run
+            "agree_local_s": round(sum(o.agreement["local_s"] for o in self.outcomes if o.agreement), 3),
             "escalated": sum(o.escalated for o in self.outcomes),
             "escalation_reasons": escalations,
             "cache_hits": sum(o.cache_hit for o in self.outcomes),

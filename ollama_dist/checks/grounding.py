@@ -9,7 +9,7 @@ What is compared (``occurs``, ``number_in``), after normalising both sides:
 - a string: Unicode NFKC, case folded, every run of whitespace one space, curly quotes and
   dashes made plain, surrounding quotes or backticks of the value dropped. It must occur in the
   input as a whole word or words: "p1" is not grounded by "http1", "write" not by "write_atomic".
-  Empty strings and strings with no letter or digit say nothing and are skipped.
+  Empty strings say nothing and are skipped; punctuation (`}, {`) must occur like any value.
 - a number: it must equal a number written in the input, whatever the notation ("12.50" grounds
   12.5, "39.00" grounds 39, "1,200" and "1_200" ground 1200, "12,5" grounds 12.5). Digits inside
   an identifier ("gemma3", "A-100" for -100) are not numbers.
@@ -147,8 +147,8 @@ def ungrounded(value: Any, grounding: Plan) -> list[tuple[str, str | int | float
             if not any(math.isclose(leaf, n, rel_tol=1e-9, abs_tol=1e-12) for n in numbers):
                 missing.append((path, leaf))
         elif isinstance(leaf, str):
-            wanted = normal(leaf).strip(_EDGE_QUOTES).strip()
-            if not any(c.isalnum() for c in wanted) or wanted in grounding.fixed:
+            wanted = normal(leaf).strip(_EDGE_QUOTES).strip() or normal(leaf)
+            if not wanted or wanted in grounding.fixed:
                 continue
             if not occurs(wanted, text):
                 missing.append((path, leaf))

@@ -64,6 +64,7 @@ def jobs_table(report: RunReport) -> Table:
     table.add_column("answered by", overflow="fold")
     table.add_column("status")
     table.add_column("tries", justify="right")
+    table.add_column("checks passed", overflow="fold")
     table.add_column("output / reason", overflow="fold")
     for o in report.outcomes:
         cached = o.cache_hit and o.status == "ok"
@@ -71,7 +72,9 @@ def jobs_table(report: RunReport) -> Table:
         status = Text(shown, style="green" if o.status == "ok" else "red")
         detail = o.output_path or (o.reason or "")
         table.add_row(o.job.id, o.decision.target, o.actual_model or "-", status, str(len(o.attempts)),
-                      detail[:300])
+                      ", ".join(o.checks) if o.status == "ok" else "-", detail[:300])
+    table.caption = ("ok: the answer passed the checks shown (format: it parses; schema; pattern; grounded: "
+                     "its values occur in the input; agree: most local samples gave it), not more")
     return table
 
 
@@ -83,6 +86,8 @@ def summary_table(report: RunReport) -> Table:
     table.add_row("jobs", f"{t['jobs']} ({t['ok']} ok, {t['failed']} failed)")
     table.add_row("routed local / cloud", f"{t['routed_local']} / {t['routed_cloud']}")
     table.add_row("answered locally", str(t["answered_local"]))
+    checked = ", ".join(f"{name} {n}" for name, n in t["checks"].items()) or "none"
+    table.add_row("ok jobs that passed", checked)
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(t["escalation_reasons"].items())) or "none"
     table.add_row("escalated", f"{t['escalated']} ({reasons})")
     table.add_row("cache hits", str(t["cache_hits"]))

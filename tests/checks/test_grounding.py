@@ -30,9 +30,10 @@ def missing(value: Any, source: str, fields: list[str] | None = None, fixed: fro
     ({"name": "Pytorch", "email": "email@email.com", "city": "Lagos"}, ["$.name", "$.email"]),
     ({"name": "Amara", "city": "Nigeria"}, []),  # a part of the input, word for word
     ({"name": "Okaf", "city": "Lag"}, ["$.name", "$.city"]),  # not a word of it
-    ({"name": "", "email": "-", "city": None, "ok": True}, []),  # nothing extracted: nothing to check
+    ({"name": "", "email": " ", "city": None, "ok": True}, []),  # nothing extracted: nothing to check
+    ({"name": "|", "email": "}, {"}, ["$.email"]),  # punctuation is a value too
     ({"phone": "+234 801 555 0199"}, []),
-], ids=["right", "normalised", "invented", "partial-words", "word-fragments", "empty-values", "phone"])
+], ids=["right", "normalised", "invented", "partial-words", "word-fragments", "empty-values", "punctuation", "phone"])
 def test_strings_must_occur_in_the_input_as_words(value: Any, expected: list[str]) -> None:
     assert missing(value, SIGNATURE) == expected
 
