@@ -175,6 +175,7 @@ def job_json(o: Outcome) -> dict[str, Any]:
         "status": o.status,
         "attempts": len(o.attempts),
         "escalated": o.escalated,
+        "escalation_reason": o.escalation_reason,  # ungrounded, disagree, cut_off, invalid, unreachable, ...
         "cache_hit": o.cache_hit,
         "kept_edit": o.kept_edit,
         "reason": o.reason,

@@ -71,8 +71,9 @@ class Output(_Strict):
     @field_validator("grounded", mode="before")
     @classmethod
     def _grounded(cls, value: object) -> object:
-        if isinstance(value, list) and not value:
-            raise ValueError("list the fields whose values must occur in the input, or write true or false")
+        if (isinstance(value, list) and not value) or not isinstance(value, (bool, list, type(None))):
+            raise ValueError("write true, false, or a list of the fields whose values must occur in the input "
+                             "(`grounded: [name, email]`)")
         return value
 
     def spec(self) -> OutputSpec:

@@ -47,6 +47,7 @@ def test_a_value_not_in_the_input_is_retried_naming_it_then_escalated(world: dic
     assert code == 0
     (job,) = data["jobs"]
     assert job["escalated"] and job["value"] == {"city": "Lisbon"} and job["checks"] == ["format", "schema", "grounded"]
+    assert job["escalation_reason"] == "ungrounded"
     assert data["totals"]["escalation_reasons"] == {"ungrounded": 1}
     retry = world["ollama"].requests[1]["messages"][-1]["content"]
     assert "not in the input: $.city 'Paris'" in retry and "appear in the input" in retry
