@@ -162,6 +162,9 @@ def test_shipped_examples_end_to_end(real_ollama: FakeOllama, monkeypatch: pytes
     assert not wrong, f"wrong local values written as ok: {wrong}"
     assert all("grounded" in j["checks"] for j in jobs if j["task"] in ("extract-contacts", "csv-to-json",
                                                                        "dependency-map", "public-functions"))
+    # labels and renames cannot be grounded: their local answers stand only if three samples agree
+    for job in (j for j in answered_locally if j["task"] in ("triage-issue", "snake-case-columns")):
+        assert job["checks"][-1] == "agree" and job["agreement"]["asked"] == 3 and job["agreement"]["agreed"]
     print(f"\n{len(answered_locally)} answered locally ({', '.join(j['job'] for j in answered_locally)}), "
           f"{len(escalated)} escalated {report['totals']['escalation_reasons']}, {len(jobs) - len(local)} routed "
           f"to the cloud; local {sum(j['local_s'] for j in jobs):.0f} s; saved {report['totals']['saved_pct']}%")
