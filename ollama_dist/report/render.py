@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ollama_dist.api import Estimate, Routed, RunReport
-from ollama_dist.routing.learning import advice
+from ollama_dist.routing.learning import verdict
 from ollama_dist.run.dispatch import Event
 
 if TYPE_CHECKING:
@@ -338,16 +338,17 @@ def trust_table(st: RouterStatus) -> Table:
     """Per task, over all runs: how its local answers ended, and what that calls for."""
     table = Table(title="local answers per task (all runs: what the router uses)", caption_justify="left",
                   caption=f"right: accepted and not contradicted; wrong: a value not in the input, samples that "
-                          f"disagree, or Claude's shadow answer different. Below {st.min_local_accuracy:.0%} "
-                          "accuracy over 3 judged jobs a task goes to Claude.")
-    table.add_column("task", overflow="fold")
-    for name in ("jobs", "right", "wrong", "cut off", "accuracy"):
+                          f"disagree, or Claude's shadow answer different; cut: cut off at max_tokens; acc.: "
+                          f"right / (right + wrong). Below {st.min_local_accuracy:.0%} over 3 judged jobs a task "
+                          "goes to Claude; the warnings say why.")
+    table.add_column("task", no_wrap=True)
+    for name in ("jobs", "right", "wrong", "cut", "acc."):
         table.add_column(name, justify="right")
-    table.add_column("advice", overflow="fold")
+    table.add_column("advice")
     for task, h in sorted(st.trust.items()):
         accuracy = "-" if h.accuracy is None else f"{h.accuracy:.0%}"
         table.add_row(Text(task), str(h.local_jobs), str(h.local_right), str(h.local_wrong), str(h.local_cut_off),
-                      accuracy, Text(advice(h, st.min_local_accuracy) or "-"))
+                      accuracy, Text(verdict(h, st.min_local_accuracy)))
     return table
 
 

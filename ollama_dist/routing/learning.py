@@ -51,6 +51,13 @@ def advice(history: TaskHistory, min_accuracy: float) -> str | None:
     return None
 
 
+def verdict(history: TaskHistory, min_accuracy: float) -> str:
+    """`advice` in a few words, for a table cell."""
+    if distrust(history, min_accuracy) is not None:
+        return "to Claude (wrong)"
+    return "raise max_tokens" if advice(history, min_accuracy) is not None else "-"
+
+
 def failures(history: TaskHistory) -> str:
     """"3/4 local answers failed", with how many of them were cut off (advice: raise max_tokens)."""
     text = f"{history.local_failures}/{history.local_jobs} local answers failed"

@@ -54,7 +54,8 @@ INSTRUCTIONS = (
     "format and, for JSON, a schema, so every answer is checked (format, schema, pattern; for "
     "extraction, that each value occurs in the input; with `output.agree: N`, that N local samples "
     "agree) and escalated to Claude when a check fails. A check proves what it checks, not that a "
-    "value is right: each job's `checks` lists what was proved. Keep reasoning, design and review on Claude. route_tasks shows where jobs would "
+    "value is right: each job's `checks` lists what was proved. Keep reasoning, design and review on "
+    "Claude. route_tasks shows where jobs would "
     "go without running them; run_tasks runs them; router_status shows this session's savings."
 )
 
