@@ -6,8 +6,9 @@ whatever its shape, so ``check`` turns such an answer invalid, with a reason tha
 value not found (the retry is told which, and the ladder escalates the job).
 
 What is compared (``occurs``, ``number_in``), after normalising both sides:
-- a string: Unicode NFKC, case folded, every run of whitespace one space, curly quotes and
-  dashes made plain, surrounding quotes or backticks of the value dropped. It must occur in the
+- a string: Unicode NFKC, case folded, every run of whitespace one space (and none next to
+  punctuation), curly quotes and dashes made plain, surrounding quotes or backticks of the value
+  dropped. It must occur in the
   input as a whole word or words: "p1" is not grounded by "http1", "write" not by "write_atomic".
   Empty strings say nothing and are skipped; punctuation (`}, {`) must occur like any value.
 - a number: it must equal a number written in the input, whatever the notation ("12.50" grounds
@@ -63,6 +64,7 @@ _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": 
                          "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-",
                          "\u2212": "-", "\u00a0": " "})
 _SPACE = re.compile(r"\s+")
+_PUNCT_SPACE = re.compile(r" ?([^\w\s]) ?")
 _EDGE_QUOTES = "\"'`"
 _NUMBER = re.compile(r"(?<![\w.])(-?)(\d[\d,_]*(?:\.\d+)?)")
 
@@ -156,9 +158,10 @@ def ungrounded(value: Any, grounding: Plan) -> list[tuple[str, str | int | float
 
 
 def normal(text: str) -> str:
-    """Case folded, plain quotes and dashes, single spaces: what grounding compares."""
+    """Case folded, plain quotes and dashes, single spaces and none beside punctuation
+    (`>=2.3, <3` is `>=2.3,<3`): what grounding compares."""
     flat = unicodedata.normalize("NFKC", text).translate(_QUOTES).casefold()
-    return _SPACE.sub(" ", flat).strip()
+    return _PUNCT_SPACE.sub(r"\1", _SPACE.sub(" ", flat)).strip()
 
 
 def occurs(wanted: str, text: str) -> bool:

@@ -43,6 +43,12 @@ def test_quotes_dashes_and_fences_of_a_value_do_not_count() -> None:
     assert missing(["'ship it'", '"ship it"', "`O'Brien`", "O\u2019BRIEN", "3-4 May"], source) == []
 
 
+def test_spaces_beside_punctuation_do_not_count() -> None:
+    source = 'dependencies = [\n  "mcp>=2.3,<3",\n  "typer >= 0.12",\n]\nLagos,Nigeria'
+    assert missing([">=2.3, <3", "mcp >= 2.3", ">=0.12", "Lagos , Nigeria"], source) == []
+    assert missing(["mcp 2.3"], source) == ["$[0]"]
+
+
 def test_a_word_inside_an_identifier_is_not_that_word() -> None:
     source = "def write_atomic(path): ...\nHTTP1 is old.\n"
     assert missing({"functions": ["write_atomic", "write", "atomic"], "label": "P1"}, source) == [
