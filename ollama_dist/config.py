@@ -63,6 +63,9 @@ class RouterSettings(_Section):
         "local; a question or a judgement verb needs it to go local"))
     semantic_k: int = Field(11, ge=1, le=100, description="nearest exemplars that vote")
     semantic_learn: bool = Field(False, description="tasks' local outcomes in the ledger become exemplars")
+    min_local_accuracy: float = Field(0.7, ge=0, le=1, description=(
+        "a task whose measured local accuracy (right / right + wrong, over at least 3 judged jobs) is below "
+        "this goes to Claude"))
 
 
 class ModelSettings(_Section):

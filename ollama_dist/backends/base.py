@@ -26,6 +26,7 @@ class Request(BaseModel):
     system: str | None = None
     max_tokens: int = 1024
     temperature: float = 0.0
+    seed: int | None = None  # local backends only (agreement samples); never sent to Claude
     timeout_s: float = 120.0
     output_format: str = "text"
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")

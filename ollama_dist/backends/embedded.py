@@ -233,8 +233,10 @@ class LocalModel:
         json_mode: bool = False,
         n_ctx: int | None = None,
         stop: threading.Event | None = None,
+        seed: int | None = None,
     ) -> ChatResult:
         """One chat completion; `schema` (or `json_mode`) constrains the output with a grammar.
+        `seed` (default: the model's own) picks the sample when `temperature` > 0.
 
         Once `stop` is set the call ends soon (between two steps of llama.cpp's compute) with Timeout."""
         stop = stop or threading.Event()
@@ -257,7 +259,7 @@ class LocalModel:
                         max_tokens=max_tokens if max_tokens > 0 else None,
                         response_format=response_format,
                         grammar=grammar,
-                        seed=self._seed,
+                        seed=self._seed if seed is None else seed,
                     )
             except (ValueError, KeyError, TypeError, NotImplementedError) as exc:
                 # a prompt over n_ctx (ValueError), or a schema the grammar converter cannot take
@@ -344,6 +346,7 @@ class EmbeddedBackend:
             json_mode=json_mode,
             n_ctx=num_ctx_for(request),
             stop=stop,
+            seed=request.seed,
         )
         try:
             result = await asyncio.wait_for(call, timeout=request.timeout_s)

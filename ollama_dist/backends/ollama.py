@@ -284,6 +284,8 @@ class OllamaBackend:
         }
         if think is not None:
             body["think"] = think
+        if request.seed is not None:
+            body["options"]["seed"] = request.seed
         if request.schema_ is not None:
             body["format"] = closed_schema(request.schema_)
         elif request.output_format in ("json", "yaml"):

@@ -126,6 +126,8 @@ class OpenAICompatBackend:
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
         }
+        if request.seed is not None:
+            body["seed"] = request.seed
         if request.schema_ is not None:
             body["response_format"] = response_format(request.schema_, form)
         return body

@@ -23,13 +23,21 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ollama_dist.checks import extract, schema as json_schema
+from ollama_dist.checks.agreement import DISAGREE, OUTVOTED
 from ollama_dist.checks.code import (
     validate_code as _validate_code,
     validate_diff as _validate_diff,
     validate_text as _validate_text,
 )
 from ollama_dist.checks.extract import excerpt, short
-from ollama_dist.checks.verdict import Fallback as Fallback, Format as Format, Verdict as Verdict, invalid as _invalid
+from ollama_dist.checks.grounding import UNGROUNDED
+from ollama_dist.checks.verdict import (
+    Check as Check,
+    Fallback as Fallback,
+    Format as Format,
+    Verdict as Verdict,
+    invalid as _invalid,
+)
 
 _MAX_NODES = 100_000  # YAML nodes walked: aliases can expand hugely or refer to themselves
 
@@ -72,7 +80,7 @@ def validate(answer: str, spec: OutputSpec) -> Verdict:
     """
     answer = answer.removeprefix("\ufeff")
     if not answer.strip():
-        return _invalid("the answer is empty")
+        return _with_checks(_invalid("the answer is empty"), spec)
     match spec.format:
         case "json":
             verdict = _validate_json(answer, spec)
@@ -85,8 +93,28 @@ def validate(answer: str, spec: OutputSpec) -> Verdict:
         case _:
             verdict = _validate_text(answer)
     if verdict.ok and spec.pattern is not None and not re.search(spec.pattern, verdict.text):
-        return _invalid(f"answer does not match pattern {spec.pattern!r}", verdict.fallback)
-    return verdict
+        verdict = _invalid(f"answer does not match pattern {spec.pattern!r}", verdict.fallback, failed="pattern")
+    return _with_checks(verdict, spec)
+
+
+def checks_of(spec: OutputSpec) -> tuple[Check, ...]:
+    """The checks `validate` runs for `spec`, in order."""
+    ran: list[Check] = ["format"]
+    if spec.schema_ is not None and spec.format in ("json", "yaml"):
+        ran.append("schema")
+    if spec.pattern is not None:
+        ran.append("pattern")
+    return tuple(ran)
+
+
+def _with_checks(verdict: Verdict, spec: OutputSpec) -> Verdict:
+    """The verdict with the checks that ran: all of them when valid, up to the one failed when not."""
+    ran = checks_of(spec)
+    if not verdict.ok and verdict.failed in ran:
+        ran = ran[: ran.index(verdict.failed) + 1]
+    elif not verdict.ok:
+        ran = ()
+    return verdict.model_copy(update={"checks": ran})
 
 
 _INSTRUCTIONS: dict[str, str] = {
@@ -109,6 +137,9 @@ def feedback(verdict: Verdict, spec: OutputSpec | None = None) -> str:
         instruction = f"Reply with only the {spec.language} code, no prose."
     if spec and spec.schema_ is not None and spec.format in ("json", "yaml"):
         instruction += " It must satisfy the JSON Schema you were given."
+    if verdict.failed == "grounded":
+        instruction = ("Use only values that appear in the input, copied exactly as they are written there; "
+                       "leave out what the input does not say. " + instruction)
     return f"Your previous answer was invalid: {reason}. {instruction}"
 
 
@@ -119,7 +150,7 @@ def feedback(verdict: Verdict, spec: OutputSpec | None = None) -> str:
 _FIXED_REASONS = (
     "the answer is empty", "the code is empty", "no complete JSON object or array found",
     "no unified diff found", "the diff has no hunks", "the answer was cut off at max_tokens",
-    "the answer is nested too deeply to check against the schema",
+    "the answer is nested too deeply to check against the schema", OUTVOTED,
 )
 _REASON_KINDS = (
     ("invalid JSON", "invalid JSON"), ("no JSON found", "no JSON found; the answer is prose"),
@@ -128,6 +159,8 @@ _REASON_KINDS = (
     ("Python syntax error", "Python syntax error"), ("Python code does not compile", "Python code does not compile"),
     ("not a valid unified diff", "not a valid unified diff"),
     ("answer does not match pattern", "the answer does not match the task's pattern"),
+    (UNGROUNDED, f"{UNGROUNDED}: a value the answer gives does not occur in the job's input"),
+    (DISAGREE, DISAGREE),
     ("$", "the answer does not satisfy the schema"),
 )
 
@@ -325,7 +358,7 @@ def _render(path: _Path) -> str:
 def _against_schema(parsed: _Parsed, text: str, spec: OutputSpec) -> Verdict:
     problem = None if spec.schema_ is None else json_schema.errors(spec.schema_, parsed.value)
     if problem:
-        return _invalid(problem, parsed.fallback)
+        return _invalid(problem, parsed.fallback, failed="schema")
     return Verdict(ok=True, value=parsed.value, text=text, fallback=parsed.fallback)
 
 

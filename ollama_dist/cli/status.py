@@ -48,6 +48,8 @@ def router_status_command(
     elif status.totals.jobs:
         out = Console()
         out.print(render.router_status_table(status))
+        if status.trust:
+            out.print(render.trust_table(status))
         if status.days:
             out.print(render.router_days_chart(status.days))
     if not as_json:

@@ -6,7 +6,8 @@ for each: 1/0 for correct/incorrect, or a score (MT-Bench's 1-10). Loaders:
 - `load_table`: a CSV or JSONL file with named columns (`Columns`).
 - `load_ledger`: the SQLite ledger. A job gives a pair in two ways:
   * a shadow run: in one run, a `final=1` ok row on lane local, plus an ok row on
-    lane cloud with `reason='shadow'` (both answers valid: quality 1 and 1);
+    lane cloud with a shadow reason (both answers valid: quality 1 and 1, except where the
+    values were compared and Claude's differed, `shadow: differs ...`: local quality 0);
   * an escalation: local answers that were invalid (and no valid local one), then a
     final ok answer on lane cloud (local quality 0, cloud 1).
   Prompts and answers are there only when `ledger.store_text` was on.
@@ -28,6 +29,9 @@ from typing import Any, Literal
 
 from ollama_dist.checks.validate import OutputSpec
 from ollama_dist.errors import InputError, LedgerError
+from ollama_dist.ledger.reasons import SHADOW, SHADOW_DIFFERS, SHADOW_SAME
+
+SHADOWS = (SHADOW, SHADOW_SAME, SHADOW_DIFFERS)
 
 Format = Literal["csv", "jsonl", "ledger", "routellm"]
 FORMATS: tuple[Format, ...] = ("csv", "jsonl", "ledger", "routellm")
@@ -238,11 +242,12 @@ def _ledger_pair(key: tuple[str, str], attempts: list[tuple[Any, ...]]) -> Repla
     run_id, job_id = key
     local_ok = [a for a in attempts if a[3] == "local" and a[4] == "ok" and a[6]]
     local_bad = [a for a in attempts if a[3] == "local" and a[4] == "invalid"]
-    shadow = [a for a in attempts if a[3] == "cloud" and a[4] == "ok" and a[5] == "shadow"]
+    shadow = [a for a in attempts if a[3] == "cloud" and a[4] == "ok" and a[5] in SHADOWS]
     cloud_final = [a for a in attempts if a[3] == "cloud" and a[4] == "ok" and a[6]]
     prompt = next((a[7] for a in attempts if a[7]), "")
     if local_ok and shadow:
-        local, cloud, valid, quality = local_ok[-1], shadow[-1], True, 1.0
+        local, cloud, valid = local_ok[-1], shadow[-1], True
+        quality = 0.0 if shadow[-1][5] == SHADOW_DIFFERS else 1.0
     elif local_bad and not any(a[3] == "local" and a[4] == "ok" for a in attempts) and cloud_final:
         local, cloud, valid, quality = local_bad[-1], cloud_final[-1], False, 0.0
     else:

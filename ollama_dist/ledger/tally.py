@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ollama_dist.ledger.reasons import invalid_kind
 from ollama_dist.ledger.store import Attempt
 
 ANSWERED = ("ok", "cache_hit")
@@ -162,13 +163,14 @@ def costly_job(attempts: Sequence[Attempt]) -> CostlyJob | None:
 
 def escalation_reason(attempts: Sequence[Attempt]) -> str:
     """Why a job left the local lane: the outcome of its last local attempt that did not answer
-    (`invalid`, or the error or skip reason: unreachable, timeout, busy, breaker_open...), or
+    (`invalid` by its kind: `ungrounded`, `disagree`, `cut_off`, `invalid`; or the error or skip
+    reason: unreachable, timeout, busy, breaker_open...), or
     `no_local_backend` when it had none. `report.status.escalation_reasons` reads the same in SQL."""
     left = [a for a in attempts if a.lane == "local" and a.outcome != "ok"]
     if not left:
         return NO_LOCAL_BACKEND
     last = max(left, key=lambda a: a.attempt)
-    return "invalid" if last.outcome == "invalid" else (last.reason or last.outcome)
+    return invalid_kind(last.reason) if last.outcome == "invalid" else (last.reason or last.outcome)
 
 
 def rate(part: int, whole: int) -> float:

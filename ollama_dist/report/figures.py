@@ -10,12 +10,14 @@ No SQL here: ``status`` reads the ledger and builds these.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from ollama_dist.ledger.plan_usage import PlanUsage
+from ollama_dist.ledger.store import TaskHistory
 from ollama_dist.ledger.tally import CostlyJob, Tally, rate as _rate
+from ollama_dist.routing.learning import advice, distrust
 
 if TYPE_CHECKING:
     from ollama_dist.report.scope import Scope
@@ -109,6 +111,8 @@ class RouterStatus:
     p95_wait_s: dict[str, float] = field(default_factory=dict)
     costly: tuple[CostlyJob, ...] = ()  # named when the savings are negative
     plan: PlanView = PlanView()
+    trust: dict[str, TaskHistory] = field(default_factory=dict)  # per task, all runs: what the router uses
+    min_local_accuracy: float = 0.7
 
     @property
     def diversion_rate(self) -> float:
@@ -166,7 +170,27 @@ class RouterStatus:
             "breaker": self.breaker.as_json(),
             "warnings": list(self.warnings),
             "days": [d.as_json() for d in self.days],
+            "trust": {task: trust_json(h, self.min_local_accuracy) for task, h in sorted(self.trust.items())},
         }
+
+
+def trust_json(history: TaskHistory, min_accuracy: float) -> dict[str, Any]:
+    """One task's measured local trust (all runs), and what it calls for."""
+    accuracy = history.accuracy
+    return {"local_jobs": history.local_jobs, "right": history.local_right, "wrong": history.local_wrong,
+            "cut_off": history.local_cut_off, "failed": history.local_failures, "shadowed": history.shadowed,
+            "shadow_differs": history.shadow_differs,
+            "accuracy": round(accuracy, 4) if accuracy is not None else None,
+            "goes_to_claude": distrust(history, min_accuracy) is not None,
+            "advice": advice(history, min_accuracy)}
+
+
+def with_trust(status: RouterStatus, trust: dict[str, TaskHistory], min_accuracy: float) -> RouterStatus:
+    """`status` with each task's trust, and the warnings it calls for."""
+    notes = {task: f"task {task}: {text}" for task, h in sorted(trust.items()) if (text := advice(h, min_accuracy))}
+    # the trust advice replaces the generic "mostly invalid" line of the same task (it may be cut-offs)
+    kept = tuple(w for w in status.warnings if not any(w.startswith(f"task {task}: ") for task in notes))
+    return replace(status, trust=trust, min_local_accuracy=min_accuracy, warnings=kept + tuple(notes.values()))
 
 
 def empty_status(scope: Scope, *, cooldown_s: float, ledger_found: bool) -> RouterStatus:

@@ -15,6 +15,7 @@ from rich.text import Text
 from ollama_dist.api import Estimate, Routed, RunReport
 from ollama_dist.report.cells import Fit, Line, money as _money
 from ollama_dist.report.figures import baseline_words, escalated_words, saved_words
+from ollama_dist.routing.learning import verdict
 from ollama_dist.run.dispatch import Event
 from ollama_dist.run.totals import costly_jobs
 
@@ -78,17 +79,17 @@ def settings_table(rows: Sequence[tuple[str, str, str]]) -> Table:
 
 def jobs_table(report: RunReport, verbose: bool = False) -> Table:
     """One or two lines per job: the id, then where its answer went or why it failed (cut to one
-    line; all of it with `verbose`)."""
+    line; all of it with `verbose`); under an ok status, the checks its answer passed."""
     table = _compact(f"run {report.run_id}")
     table.add_column("job / output or reason")
     table.add_column("routed", no_wrap=True)
     table.add_column("answered by", no_wrap=not verbose)
-    table.add_column("status", no_wrap=True)
+    table.add_column("status / checks", no_wrap=True)
     table.add_column("tries", justify="right", no_wrap=True)
     for o in report.outcomes:
         cached = o.cache_hit and o.status == "ok"
         shown = "ok (your edit kept)" if o.kept_edit else "ok (cached)" if cached else o.status
-        status = Text(shown, style="green" if o.status == "ok" else "red")
+        status = Line(shown, style="green" if o.status == "ok" else "red")
         escalated = f"after escalation ({o.escalation_reason}) " if o.escalation_reason else ""
         if o.output_path:
             detail = Line(escalated + "→ " + _path(o.output_path), "wrap" if verbose else "tail", "dim")
@@ -99,10 +100,14 @@ def jobs_table(report: RunReport, verbose: bool = False) -> Table:
         # which tier and host, not only the model; in the compact table it takes the model's width
         host = Line(f"on {o.answered_on}" if o.answered_on else "", "wrap" if verbose else "head", "dim",
                     sizes=verbose)
-        table.add_row(Fit(_id(o.job.id, verbose), detail), o.decision.target, Fit(model, host), status,
-                      str(len(o.attempts)))
+        checks = Line(" ".join(o.checks) if o.status == "ok" else "", "wrap" if verbose else "head", "dim",
+                      sizes=verbose)
+        table.add_row(Fit(_id(o.job.id, verbose), detail), o.decision.target, Fit(model, host),
+                      Fit(status, checks), str(len(o.attempts)))
+    table.caption = ("ok: the answer passed the checks under it (format: it parses; schema; pattern; grounded: "
+                     "its values occur in the input; agree: most local samples gave it), not more")
     if not verbose and any(o.reason and not o.output_path for o in report.outcomes):
-        table.caption = "reasons cut to one line: --verbose for all of them, --json for everything"
+        table.caption += "; reasons cut to one line: --verbose for all of them, --json for everything"
     return table
 
 
@@ -115,6 +120,8 @@ def summary_table(report: RunReport) -> Table:
                   + (f", {t['handed_back']} handed back)" if t["handed_back"] else ")"))
     table.add_row("routed local / cloud", f"{t['routed_local']} / {t['routed_cloud']}")
     table.add_row("answered locally", f"{t['answered_local']} ({_share(tally.diversion_rate)})")
+    checked = ", ".join(f"{name} {n}" for name, n in t["checks"].items()) or "none"
+    table.add_row("ok jobs that passed", checked)
     table.add_row("escalated", escalated_words(tally, t["escalation_reasons"]))
     table.add_row("cache hits", str(t["cache_hits"]))
     table.add_row("tokens in / out", f"{t['input_tokens']:,} / {t['output_tokens']:,}")
@@ -245,6 +252,24 @@ def router_status_table(st: RouterStatus) -> Table:
         when = datetime.fromtimestamp(latest.at).strftime("%Y-%m-%d %H:%M")
         state.append(f" · {b.openings:,} opening(s), latest {when}: {latest.reason}", style="default")
     table.add_row("latency breaker", state)
+    return table
+
+
+def trust_table(st: RouterStatus) -> Table:
+    """Per task, over all runs: how its local answers ended, and what that calls for."""
+    table = Table(title="local answers per task (all runs: what the router uses)", caption_justify="left",
+                  caption=f"right: accepted and not contradicted; wrong: a value not in the input, samples that "
+                          f"disagree, or Claude's shadow answer different; cut: cut off at max_tokens; acc.: "
+                          f"right / (right + wrong). Below {st.min_local_accuracy:.0%} over 3 judged jobs a task "
+                          "goes to Claude; the warnings say why.")
+    table.add_column("task", no_wrap=True)
+    for name in ("jobs", "right", "wrong", "cut", "acc."):
+        table.add_column(name, justify="right")
+    table.add_column("advice")
+    for task, h in sorted(st.trust.items()):
+        accuracy = "-" if h.accuracy is None else f"{h.accuracy:.0%}"
+        table.add_row(Text(task), str(h.local_jobs), str(h.local_right), str(h.local_wrong), str(h.local_cut_off),
+                      accuracy, Text(verdict(h, st.min_local_accuracy)))
     return table
 
 

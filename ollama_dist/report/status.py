@@ -35,6 +35,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ollama_dist.ledger.reasons import invalid_kind_sql
 from ollama_dist.ledger.tally import NO_LOCAL_BACKEND, CostlyJob, Tally
 from ollama_dist.report.figures import (
     REWORK_WINDOW_S,
@@ -45,6 +46,7 @@ from ollama_dist.report.figures import (
     RouterStatus,
     empty_status,
     warnings,
+    with_trust,
 )
 from ollama_dist.report.scope import (
     Scope,
@@ -218,14 +220,16 @@ def costly_jobs(conn: sqlite3.Connection, scope: Scope) -> tuple[CostlyJob, ...]
 
 
 def escalation_reasons(conn: sqlite3.Connection, scope: Scope) -> dict[str, int]:
-    """Why each escalated job left the local lane: the outcome of its last local attempt
-    (`invalid`, or the error / skip reason: unreachable, timeout, busy, breaker_open...), as
-    `ollama_dist.ledger.tally.escalation_reason` reads it from a run's rows."""
+    """Why each escalated job left the local lane: the outcome of its last local attempt (invalid
+    as `ungrounded`, `disagree`, `cut_off` or `invalid`; or the error / skip reason: unreachable,
+    timeout, busy, breaker_open...), as `ollama_dist.ledger.tally.escalation_reason` reads it
+    from a run's rows."""
     where, params = scope.where("e")
     # ORDER BY keeps the subquery from being flattened (and the lookup from running twice).
     rows = conn.execute(
         f"SELECT COALESCE(why, '{NO_LOCAL_BACKEND}'), COUNT(*) FROM (SELECT ("
-        "  SELECT CASE WHEN l.outcome = 'invalid' THEN 'invalid' ELSE COALESCE(l.reason, l.outcome) END"
+        f"  SELECT CASE WHEN l.outcome = 'invalid' THEN {invalid_kind_sql('l.reason')} "
+        "ELSE COALESCE(l.reason, l.outcome) END"
         "  FROM attempts AS l INDEXED BY attempts_left_local WHERE l.lane = 'local' AND l.outcome != 'ok'"
         "  AND l.run_id = e.run_id AND l.job_id = e.job_id ORDER BY l.attempt DESC LIMIT 1"
         f") AS why FROM attempts AS e{scope.index_hint() or ' INDEXED BY attempts_escalated'} "
@@ -351,6 +355,8 @@ def router_status(settings: Settings, *, session: str | None = None, since: str 
     try:
         scope = ledger.read(lambda conn: resolve_scope(conn, session=session, since=since, all_=all_, env=env,
                                                        now=now))
-        return ledger.read(lambda conn: summarize(conn, scope, cooldown_s=cooldown, now=now, by_day=by_day))
+        status = ledger.read(lambda conn: summarize(conn, scope, cooldown_s=cooldown, now=now, by_day=by_day))
+        # the trust the router acts on: each task's whole history, whatever the scope
+        return with_trust(status, ledger.history(status.tasks), settings.router.min_local_accuracy)
     finally:
         ledger.close()

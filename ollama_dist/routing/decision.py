@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ollama_dist.config import RouterSettings
 from ollama_dist.ledger.store import TaskHistory
+from ollama_dist.routing.learning import failures
 from ollama_dist.routing.rules import Hard, Instruction, Rules, Target, default_vocabulary, estimate_tokens, failing
 from ollama_dist.routing.score import Scored, soft_score
 from ollama_dist.tasks.model import Job, Task
@@ -146,7 +147,7 @@ def _outside_words(s: RouterSettings, tokens: int, history: TaskHistory | None) 
         return f"~{tokens} input tokens, past the {s.local_context_tokens} local models handle well"
     if failing(history):
         assert history is not None
-        return f"history: {history.local_failures}/{history.local_jobs} local answers failed"
+        return f"history: {failures(history)}"
     return None
 
 

@@ -20,6 +20,7 @@ import yaml
 
 from ollama_dist.config import RouterSettings
 from ollama_dist.ledger.store import TaskHistory
+from ollama_dist.routing.learning import distrust
 from ollama_dist.tasks.model import Job, Task
 
 Target = Literal["local", "cloud"]
@@ -276,6 +277,9 @@ class Rules:
         limit = self.settings.max_local_tokens
         if tokens > limit:
             return Hard("cloud", "long-context", f"long context: ~{tokens} tokens is past the local limit of {limit}")
+        untrusted = distrust(history, self.settings.min_local_accuracy)
+        if untrusted is not None:
+            return Hard("cloud", "local-accuracy", f"history: {untrusted}")
         if info.local_rule and not info.reasoning and not info.governed and not failing(history):
             return Hard("local", info.local_rule, f"{info.local_rule}: the instruction says {info.local_match!r}",
                         reviewable=not plain)

@@ -12,6 +12,7 @@ from typing import Any
 
 from ollama_dist.config import RouterSettings
 from ollama_dist.ledger.store import TaskHistory
+from ollama_dist.routing.learning import failures
 from ollama_dist.routing.rules import Instruction, Target
 from ollama_dist.tasks.model import Job
 
@@ -90,8 +91,7 @@ def soft_score(s: RouterSettings, job: Job, info: Instruction, tokens: int, hist
         evidence += 1
         if rate > 0.5:
             score += 0.5 * rate
-            reasons.append(f"+{0.5 * rate:.2f} history: {history.local_failures}/{history.local_jobs} "
-                           "local answers failed")
+            reasons.append(f"+{0.5 * rate:.2f} history: {failures(history)}")
         elif rate < 0.1:
             score -= 0.10
             reasons.append(f"-0.10 history: {history.local_jobs - history.local_failures}/"

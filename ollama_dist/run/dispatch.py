@@ -22,12 +22,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ollama_dist.backends.base import Completion, Message, Request
-from ollama_dist.checks.validate import feedback, validate
+from ollama_dist.checks.validate import Verdict, feedback, validate
 from ollama_dist.config import Settings
 from ollama_dist.errors import BackendError, BreakerOpen, LedgerError
 from ollama_dist.ledger.pricing import PriceTable
 from ollama_dist.ledger.store import Ledger
 from ollama_dist.routing.router import Decision
+from ollama_dist.run import agreement
 from ollama_dist.run.batch import run_batched
 from ollama_dist.run.breaker import Breaker
 from ollama_dist.run.handback import HandedBack, caller_answer
@@ -38,6 +39,7 @@ from ollama_dist.run.ladder import (
     RunContext as RunContext,  # re-exported: api
     Tier,
     models_key,
+    shadow_reason,
     verdict_for,
 )
 from ollama_dist.run.lanes import Lanes
@@ -226,8 +228,9 @@ class Dispatcher:
         for _ in range(tier.attempts):
             climb.number += 1
             timing = _Timing()
+            request = self.request(job, tier, history)
             try:
-                completion = await self._call(tier, self.request(job, tier, history), timing)
+                completion = await self._call(tier, request, timing)
             except BreakerOpen as exc:
                 climb.last_row = self.recorder.record(outcome, key, tier, climb.number, "skipped", exc.reason, None,
                                                       wait=timing.wait_s)
@@ -249,18 +252,40 @@ class Dispatcher:
                 self.recorder.breaker_openings(self.breaker)
                 self._spill()
             verdict = verdict_for(job, completion)
+            if verdict.ok and tier.lane == "local" and job.task.output.agree > 1:
+                completion, verdict = await self._agree(climb, tier, request, completion, verdict)
             if verdict.ok:
                 self.recorder.accept(outcome, key, tier, climb.number, completion, verdict, wait=timing.wait_s)
                 if tier.lane == "local" and self._shadowed(job):
-                    await self._shadow(outcome, key, climb.number + 1)
+                    await self._shadow(outcome, key, climb.number + 1, verdict)
                 return True
             climb.last_row = self.recorder.record(outcome, key, tier, climb.number, "invalid",
                                                   self.recorder.kept(verdict.reason), completion,
                                                   fallback=verdict.fallback, wait=timing.wait_s)
             climb.reasons.append(f"{tier.lane} {completion.model}: invalid: {verdict.reason}")
+            if verdict.failed == "agree":
+                return False  # told it disagrees with itself, a model is no more right: escalate
             history = (Message(role="assistant", content=completion.text[:4000]),
                        Message(role="user", content=feedback(verdict, job.task.output.spec())))
         return False
+
+    async def _agree(self, climb: _Climb, tier: Tier, request: Request, first: Completion,
+                     verdict: Verdict) -> tuple[Completion, Verdict]:
+        """`output.agree: N`: N-1 more local samples (run.agreement); each is a ledger row, the chosen last."""
+        outcome = climb.outcome
+        poll = await agreement.poll(request, first, verdict, outcome.job.task.output.agree,
+                                    lambda sample: self._call(tier, sample),
+                                    lambda completion: verdict_for(outcome.job, completion), self.clock)
+        for sample, result, reason in poll.others():
+            kept = reason if result != "invalid" else self.recorder.kept(reason)
+            climb.last_row = self.recorder.record(outcome, climb.key, tier, climb.number, result, kept,
+                                                  sample.completion, latency=sample.latency_s,
+                                                  fallback=sample.verdict.fallback)
+            climb.number += 1
+        outcome.agreement = poll.as_json()
+        chosen = poll.chosen.completion
+        assert chosen is not None  # the winner, or the first answer: both were answered
+        return chosen, poll.verdict
 
     def _hand_back(self, climb: _Climb) -> None:
         self.recorder.hand_back(climb.outcome, climb.key, climb.number, climb.reasons)
@@ -279,8 +304,9 @@ class Dispatcher:
         draw = int(hashlib.sha256(job.input_hash.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
         return draw < self.shadow_rate
 
-    async def _shadow(self, outcome: Outcome, key: str, number: int) -> None:
-        """Ask the cloud too and record its answer beside the local one; the user keeps the local answer."""
+    async def _shadow(self, outcome: Outcome, key: str, number: int, local: Verdict) -> None:
+        """Ask the cloud too and record its answer beside the local one (and whether they are the same
+        value, for json and yaml); the user keeps the local answer."""
         job = outcome.job
         tier = Tier("cloud", self.lanes.cloud, self.models(job)[1], 1, self.settings.cloud.effort_escalated)
         timing = _Timing()
@@ -292,7 +318,8 @@ class Dispatcher:
             return
         verdict = verdict_for(job, completion)
         self.recorder.record(outcome, key, tier, number, "ok" if verdict.ok else "invalid",
-                     "shadow" if verdict.ok else f"shadow: {self.recorder.kept(verdict.reason)}", completion,
+                     shadow_reason(job.task.output.format, local, verdict) if verdict.ok
+                     else f"shadow: {self.recorder.kept(verdict.reason)}", completion,
                      fallback=verdict.fallback, answer=verdict.text if verdict.ok else None, shadow=True,
                      wait=timing.wait_s)
 

@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Literal
 
 from ollama_dist.backends.base import Backend, Completion
+from ollama_dist.checks import grounding
+from ollama_dist.checks.agreement import COMPARED, same
 from ollama_dist.checks.validate import Verdict, validate
 from ollama_dist.errors import InputError
+from ollama_dist.ledger.reasons import CUT_OFF, SHADOW, SHADOW_DIFFERS, SHADOW_SAME
 from ollama_dist.tasks.model import Job
 
 TRUNCATED = frozenset({"length", "max_tokens", "model_context_window_exceeded"})
@@ -65,9 +68,28 @@ def models_key(local: str, escalation: str, cloud: str) -> str:
 
 
 def verdict_for(job: Job, completion: Completion) -> Verdict:
-    """Validate one completion against its job's output spec."""
+    """Check one completion against its job: never cut off, then every check of `checked`."""
     if completion.stop_reason in TRUNCATED:
         # a cut-off answer may still parse (json-repair closes brackets): never accept it
-        return Verdict(ok=False, reason=f"the answer was cut off at max_tokens ({job.task.max_tokens}); "
-                                        "answer more briefly")
-    return validate(completion.text, job.task.output.spec())
+        return Verdict(ok=False, reason=f"{CUT_OFF} ({job.task.max_tokens}); "
+                                        "answer more briefly", failed="cut_off")
+    return checked(job, completion.text)
+
+
+def checked(job: Job, text: str) -> Verdict:
+    """`text` as an answer to `job`: format, schema and pattern (validate), then grounding in its input."""
+    verdict = validate(text, job.task.output.spec())
+    plan = grounding_plan(job)
+    return verdict if plan is None else grounding.check(verdict, plan)
+
+
+def grounding_plan(job: Job) -> grounding.Plan | None:
+    out = job.task.output
+    return grounding.plan(out.grounded, out.format, job.task.instruction, job.input_text, job.prompt, out.schema_)
+
+
+def shadow_reason(fmt: str, local: Verdict, cloud: Verdict) -> str:
+    """A valid shadow answer's ledger reason: the same value as the local answer, or not (json, yaml)."""
+    if fmt not in COMPARED:
+        return SHADOW
+    return SHADOW_SAME if same(local, cloud) else SHADOW_DIFFERS

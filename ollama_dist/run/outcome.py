@@ -26,6 +26,8 @@ class Outcome:
     kept_edit: bool = False  # the output was edited by hand: kept, nothing asked
     shadow: list[Attempt] = field(default_factory=list)  # cloud answers asked for comparison only
     handed_back: dict[str, Any] | None = None  # instructions and output_spec for the caller (handback.work)
+    checks: tuple[str, ...] = ()  # what the answer passed (checks.verdict.Check): what "ok" proved
+    agreement: dict[str, Any] | None = None  # `output.agree`: samples asked, votes, local seconds (run.agreement)
 
     @property
     def actual_model(self) -> str | None:
@@ -60,7 +62,8 @@ class Outcome:
 
     @property
     def escalation_reason(self) -> str | None:
-        """Why the job left the local lane (`ollama_dist.ledger.tally.escalation_reason`)."""
+        """Why the job left the local lane (`ollama_dist.ledger.tally.escalation_reason`): an invalid
+        answer by its kind (ungrounded, disagree, cut_off or invalid)."""
         return escalation_reason(self.attempts) if self.escalated else None
 
 

@@ -20,13 +20,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from ollama_dist.backends.base import Completion
-from ollama_dist.checks.validate import Verdict, reason_kind, validate
+from ollama_dist.checks.validate import Verdict, reason_kind
 from ollama_dist.errors import OutputError
 from ollama_dist.ledger.pricing import PriceTable, Usage
 from ollama_dist.ledger.store import Attempt, CachedAnswer, Ledger
 from ollama_dist.run.breaker import Breaker
 from ollama_dist.run.handback import CALLER, estimated_tokens, work
-from ollama_dist.run.ladder import RunContext, Tier
+from ollama_dist.run.ladder import RunContext, Tier, checked
 from ollama_dist.run.outcome import Outcome
 from ollama_dist.run.outputs import Delivery, deliver, digest, read_verified, write_atomic
 from ollama_dist.tasks.model import Job
@@ -66,7 +66,7 @@ class Recorder:
         text = read_verified(hit.output_path, hit.output_hash)
         if text is None:
             return False  # the answer's file is gone or changed: answer again
-        verdict = validate(text, job.task.output.spec())
+        verdict = checked(job, text)  # the checks of today, grounding included, on the answer of then
         if not verdict.ok:
             return False
         path, failed = hit.output_path, None
@@ -84,6 +84,7 @@ class Recorder:
         self.ledger.record(attempt)
         self._keep(outcome, attempt)
         outcome.status, outcome.cache_hit, outcome.output_path, outcome.value = "ok", True, path, verdict.value
+        outcome.checks = verdict.checks
         if failed is not None:
             outcome.status, outcome.reason = "failed", failed.failure(job)
         return True
@@ -99,6 +100,7 @@ class Recorder:
                     fallback=verdict.fallback, final=True, output_path=path, output_hash=digest(verdict.text),
                     answer=verdict.text, batch=batch, wait=wait)
         outcome.status, outcome.output_path, outcome.value = "ok", path, verdict.value
+        outcome.checks = verdict.checks
         if delivery.error is not None:
             outcome.status, outcome.reason = "failed", delivery.failure(job)
 

@@ -33,6 +33,7 @@ def totals(outcomes: Sequence[Outcome], unfinished: Sequence[Outcome] = ()) -> d
     attempts = rows([*outcomes, *unfinished])
     escalations = Counter(o.escalation_reason for o in outcomes if o.escalation_reason is not None)
     handed = sum(o.handed_back["estimated_cost_usd"] for o in outcomes if o.handed_back)
+    checks = Counter(name for o in outcomes if o.status == "ok" for name in o.checks)
     return {
         "jobs": len(outcomes),
         "ok": sum(o.status == "ok" for o in outcomes),
@@ -45,6 +46,8 @@ def totals(outcomes: Sequence[Outcome], unfinished: Sequence[Outcome] = ()) -> d
         "answered_local": t.local,
         "answered_cloud": t.cloud,
         "escalated": t.escalated,
+        "checks": dict(checks),  # ok jobs per check passed: what "ok" proved across the run
+        "agree_local_s": round(sum(o.agreement["local_s"] for o in outcomes if o.agreement), 3),
         "diversion_rate": round(t.diversion_rate, 4),
         "escalation_rate": round(t.escalation_rate, 4),
         "escalation_reasons": dict(sorted(escalations.items())),
@@ -82,6 +85,9 @@ def job_json(o: Outcome) -> dict[str, Any]:
         "reason": o.reason,
         "output": o.output_path,
         "value": o.value,
+        "checks": list(o.checks),  # what "ok" proved: format, schema, pattern, grounded, agree
+        "local_s": round(sum(a.latency_s for a in mine if a.lane == "local"), 3),
+        **({"agreement": o.agreement} if o.agreement is not None else {}),
         "input_tokens": sum(a.input_tokens for a in mine),
         "output_tokens": sum(a.output_tokens for a in mine),
         "thinking_tokens": sum(a.thinking_tokens for a in mine),

@@ -9,7 +9,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -63,6 +63,18 @@ class Output(_Strict):
     pattern: str | None = None
     write: str | None = None
     language: str | None = None
+    # values must occur in the input: true, false, or the field names to check; unset: on for
+    # extraction-like jobs (checks.grounding)
+    grounded: bool | list[Annotated[str, Field(min_length=1)]] | None = None
+    agree: int = Field(1, ge=1, le=9)  # ask the local model N times; keep only a value most samples give
+
+    @field_validator("grounded", mode="before")
+    @classmethod
+    def _grounded(cls, value: object) -> object:
+        if (isinstance(value, list) and not value) or not isinstance(value, (bool, list, type(None))):
+            raise ValueError("write true, false, or a list of the fields whose values must occur in the input "
+                             "(`grounded: [name, email]`)")
+        return value
 
     def spec(self) -> OutputSpec:
         return OutputSpec(format=self.format, schema_=self.schema_, pattern=self.pattern, language=self.language)
@@ -106,12 +118,20 @@ class Task(_Strict):
         return self._doc.line_of(self._prefix + field) or self._line
 
     @property
+    def instruction(self) -> str:
+        """What the task asks, in its own words: name, description, system and prompt."""
+        return "\n".join(p for p in (self.name.replace("-", " "), self.description, self.system, self.prompt) if p)
+
+    @property
     def folder(self) -> Path:
         return self._file.parent
 
     def fingerprint(self) -> str:
         """A hash of what defines the answer: a changed prompt or schema makes old answers stale."""
         data = self.model_dump(mode="json", by_alias=True, exclude={"description", "timeout_s"})
+        for key, default in (("grounded", None), ("agree", 1)):  # unset, they leave older answers current
+            if data["output"][key] == default:
+                del data["output"][key]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -119,12 +119,19 @@ def test_ledger_pairs_from_shadow_runs_and_escalations(tmp_path: Path) -> None:
         _attempt("r1", "d", "cloud", "ok", final=True, number=2),
         # a shadow answer in another run does not pair with run r1's local answer
         _attempt("r2", "c", "cloud", "ok", reason="shadow"),
+        # shadows compared as values: the same (local right), a different one (local wrong)
+        _attempt("r3", "e", "local", "ok", final=True),
+        _attempt("r3", "e", "cloud", "ok", reason="shadow: same answer", number=2),
+        _attempt("r3", "f", "local", "ok", final=True),
+        _attempt("r3", "f", "cloud", "ok", reason="shadow: differs from the local answer", number=2),
     ]:
         ledger.record(attempt)
     ledger.close()
     rs = load_ledger(path)
     by_id = {i.id: i for i in rs.items}
-    assert set(by_id) == {"r1/a", "r1/b"}
+    assert set(by_id) == {"r1/a", "r1/b", "r3/e", "r3/f"}
+    assert (by_id["r3/e"].local_quality, by_id["r3/f"].local_quality) == (1.0, 0.0)
+    assert by_id["r3/f"].local_valid is True  # valid, and wrong
     a, b = by_id["r1/a"], by_id["r1/b"]
     assert (a.local_quality, a.cloud_quality, a.local_valid) == (1.0, 1.0, True)
     assert (a.local_answer, a.cloud_answer, a.prompt) == ("local a", "cloud a", "prompt of a")

@@ -159,6 +159,7 @@ async def test_tools_over_stdio_and_nothing_but_protocol_on_stdout(world: dict[s
         assert not ran.is_error, ran.content
         (job,) = ran.structured_content["jobs"]
         assert job["status"] == "ok" and job["value"] == {"city": "Lisbon"}
+        assert job["checks"] == ["format", "schema", "grounded"]  # what the value was proved to be, no more
         assert job["routed_to"] == "local" and job["actual_model"] == "gemma3:270m" and job["escalated"] is False
         assert json.loads(Path(job["output"]).read_text()) == {"city": "Lisbon"}
         assert ran.structured_content["session"] == "cc-session-42"
@@ -177,6 +178,7 @@ async def test_tools_over_stdio_and_nothing_but_protocol_on_stdout(world: dict[s
         assert data["scope"]["kind"] == "session" and data["scope"]["session"] == "cc-session-42"
         assert data["jobs"] == 2 and data["escalated"] == 1 and data["local"] == 1 and data["cloud"] == 1
         assert data["savings_usd"] == pytest.approx(data["baseline_cost_usd"] - data["cost_usd"])
+        assert data["trust"]["city"]["local_jobs"] == 2 and data["trust"]["city"]["right"] == 1
         since = await wire.call("router_status", {"since": "1d"})
         assert since.structured_content["scope"]["kind"] == "since" and since.structured_content["jobs"] == 2
 

@@ -54,8 +54,9 @@ def test_every_output_schema_is_a_valid_json_schema() -> None:
 async def test_results_conform_to_the_listed_output_schemas(
         ollama: FakeOllama, claude: AnthropicServer, isolated_home: Path, noisy: Path, tmp_path: Path) -> None:
     Path("ollama-dist.yaml").write_text("ollama: {embedded: false}\n")
-    big = CITY.replace("name: city", "name: big\nmax_tokens: 4000").replace("Lisbon", "Lisbon and Porto")
-    ollama.script(lambda body: json.dumps({"city": "x" * 9000}) if "and Porto" in str(body) else '{"city": "Lisbon"}')
+    long = " ".join(["Porto"] * 1500)  # a value too large to inline, and grounded: it is in the input
+    big = CITY.replace("name: city", "name: big\nmax_tokens: 4000").replace("Lisbon", long)
+    ollama.script(lambda body: json.dumps({"city": long}) if "Porto" in str(body) else '{"city": "Lisbon"}')
     env = session_env(isolated_home, noisy, ollama.url, claude.url)
     async with connect(tmp_path, env, Path.cwd()) as wire:
         listed = {t.name: t for t in (await wire.session.list_tools()).tools}

@@ -82,6 +82,34 @@ def test_history_counts_jobs_that_failed_locally(tmp_path: Path) -> None:
     assert (hist.local_jobs, hist.local_failures) == (4, 3)
 
 
+def test_history_tells_right_wrong_cut_off_and_malformed_local_answers_apart(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.db")
+    rows = {
+        "right": [dict(outcome="ok", final=True)],
+        "fixed-on-retry": [dict(reason="not in the input: $.city 'X'", outcome="invalid"),
+                           dict(attempt=2, outcome="ok", final=True)],
+        "ungrounded": [dict(outcome="invalid", reason="not in the input: $.city 'Paris'"),  # stored text
+                       dict(attempt=2, outcome="invalid", reason="not in the input: a value the answer gives ...")],
+        "disagree": [dict(outcome="invalid", reason="the local answers disagree"),
+                     dict(attempt=2, outcome="invalid", reason="the local answers disagree")],
+        "contradicted": [dict(outcome="ok", final=True),
+                         dict(lane="cloud", attempt=2, outcome="ok", reason="shadow: differs from the local answer")],
+        "confirmed": [dict(outcome="ok", final=True),
+                      dict(lane="cloud", attempt=2, outcome="ok", reason="shadow: same answer")],
+        "cut": [dict(outcome="invalid", reason="the answer was cut off at max_tokens (96); answer more briefly"),
+                dict(attempt=2, outcome="invalid", reason="the answer was cut off at max_tokens")],
+        "malformed": [dict(outcome="invalid", reason="invalid JSON"), dict(attempt=2, outcome="invalid")],
+        "timed-out": [dict(outcome="error", reason="timeout")],
+        "never-local": [dict(lane="local", outcome="skipped", reason="breaker_open")],
+    }
+    for job, attempts in rows.items():
+        for kw in attempts:
+            ledger.record(attempt(job_id=job, **kw))
+    h = ledger.history(["t"])["t"]
+    assert (h.local_jobs, h.local_failures, h.local_right, h.local_wrong, h.local_cut_off) == (9, 4, 3, 3, 1)
+    assert (h.shadowed, h.shadow_differs, h.judged, h.accuracy) == (2, 1, 6, 0.5)
+
+
 def test_two_ledgers_write_concurrently(tmp_path: Path) -> None:
     a, b = Ledger(tmp_path / "l.db"), Ledger(tmp_path / "l.db")
     for i in range(50):

@@ -257,7 +257,7 @@ def test_figures_match_a_real_run(monkeypatch: pytest.MonkeyPatch, isolated_home
         folder = Path("t")
         folder.mkdir()
         for i in range(3):
-            (folder / f"in{i}.txt").write_text(f"Our office moved to town number {i}.\n")
+            (folder / f"in{i}.txt").write_text(f"Our office moved from Lisbon to A, town number {i}.\n")
         (folder / "city.yaml").write_text(
             "name: city\nprompt: Extract the city from this sentence. Reply with JSON only.\n"
             "output: {format: json, schema: {type: object, required: [city], properties: {city: {type: string}}}}\n"

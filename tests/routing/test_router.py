@@ -195,6 +195,35 @@ def test_history_of_failed_local_answers_pushes_to_cloud(router: Router) -> None
     assert bad.target == "cloud" and any("history" in r for r in bad.reasons)
 
 
+EXTRACT = "Extract the city from this text. Reply with JSON only."
+
+
+@pytest.mark.parametrize(("right", "wrong", "target"), [
+    (1, 3, "cloud"),  # 25% accurate over 4 judged jobs
+    (7, 3, "local"),  # 70%: at the threshold, trusted
+    (0, 2, "local"),  # 2 judged jobs say too little yet
+])
+def test_a_task_whose_local_answers_are_often_wrong_stops_going_local(
+        router: Router, right: int, wrong: int, target: str) -> None:
+    job = make_job(EXTRACT, text="Lisbon", output={"format": "json", "schema": SCHEMA})
+    history = TaskHistory(local_jobs=right + wrong, local_failures=wrong, local_right=right, local_wrong=wrong)
+    d = router.decide(job, history)
+    assert d.target == target
+    if target == "cloud":
+        assert d.rule == "cloud:local-accuracy" and d.reasons[0].startswith("history: local answers often wrong")
+        assert f"{wrong} of {right + wrong} judged jobs wrong" in d.reasons[0]
+    # a declared kind is the user's word, measured or not
+    assert router.decide(make_job(EXTRACT, kind="deterministic"), history).target == "local"
+
+
+def test_answers_cut_off_at_max_tokens_are_told_apart_from_wrong_ones(router: Router) -> None:
+    history = TaskHistory(local_jobs=4, local_failures=4, local_cut_off=4)
+    d = router.decide(MID_JOB, history)
+    assert d.target == "cloud" and history.accuracy is None  # no value, right or wrong: no accuracy
+    assert any("4 cut off at max_tokens: raise max_tokens" in r for r in d.reasons)
+    assert not any("often wrong" in r for r in d.reasons)
+
+
 def test_estimate_tokens() -> None:
     assert estimate_tokens("") == 0
     assert estimate_tokens("abcd" * 100) == 100

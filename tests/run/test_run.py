@@ -54,7 +54,7 @@ def task_file(folder: Path, name: str = "city", *, count: int = 1, extra: str = 
         """) + extra
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
-        (folder / f"in{i}.txt").write_text(f"Our office moved to town number {i}.\n")
+        (folder / f"in{i}.txt").write_text(f"Our office moved from Lisbon to A, town number {i}.\n")
     body += "inputs: {files: ['in*.txt']}\n"
     path = folder / f"{name}.yaml"
     path.write_text(body)
@@ -255,17 +255,20 @@ def test_an_answer_cut_off_at_max_tokens_is_never_accepted(world: dict[str, Any]
 
 
 def test_shadow_runs_ask_the_cloud_too_and_keep_the_local_answer(world: dict[str, Any]) -> None:
-    world["ollama"].script([json.dumps({"city": "Local"})] * 4)
-    world["claude"].answer("*", [json.dumps({"city": "Cloud"})] * 4)
+    world["ollama"].script([json.dumps({"city": "A"})] * 4)
+    world["claude"].answer("*", [json.dumps({"city": "Lisbon"}), json.dumps({"city": "a"})] * 2)
     code, data, _ = run_json(str(task_file(Path("t"), count=4)), "--shadow", "1.0")
     assert code == 0
     for job in data["jobs"]:
         assert job["actual_model"] == "gemma3:270m" and job["escalated"] is False
-        assert json.loads(Path(job["output"]).read_text()) == {"city": "Local"}
+        assert json.loads(Path(job["output"]).read_text()) == {"city": "A"}
         assert [s["outcome"] for s in job["shadow"]] == ["ok"]
     rows = ledger_rows(world["home"], data["run_id"])
-    shadow = [r for r in rows if r["reason"] == "shadow"]
+    shadow = [r for r in rows if str(r["reason"]).startswith("shadow")]
     assert len(shadow) == 4 and all(r["lane"] == "cloud" and r["final"] == 0 for r in shadow)
+    # compared as values: "a" is the local "A" (case does not count), "Lisbon" is not
+    assert sorted(r["reason"] for r in shadow) == ["shadow: differs from the local answer"] * 2 + [
+        "shadow: same answer"] * 2
     assert all(r["baseline_cost_usd"] == 0 for r in shadow)
     # a shadow answer is never served as a cached answer: the local one is
     code, again, _ = run_json(str(task_file(Path("t"), count=4)))

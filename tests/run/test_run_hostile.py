@@ -27,7 +27,7 @@ CITY = {"type": "object", "required": ["city"], "properties": {"city": {"type": 
 def rows_task(folder: Path, count: int, *, write: str = "out/{stem}.json", extra: str = "") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
-        (folder / f"in{i}.txt").write_text(f"Our office moved to town number {i}.\n")
+        (folder / f"in{i}.txt").write_text(f"Our office moved from Lisbon to A, town number {i}.\n")
     path = folder / "t.yaml"
     path.write_text(f"name: city\nprompt: Extract the city. Reply with JSON only.\n"
                     f"inputs: {{files: ['in*.txt']}}\n"
@@ -153,7 +153,9 @@ def test_answer_text_never_reaches_the_ledger_when_text_is_not_stored(world: dic
     canary = "CANARY7f3a"
     world["ollama"].script([f"The city is {canary}, I think.", json.dumps({"city": [canary]})])
     world["claude"].answer("*", [json.dumps([canary]), json.dumps({"city": canary})])
-    code, data, err = run_json(str(rows_task(Path("t"), 1)))
+    task = rows_task(Path("t"), 1)
+    Path("t/in0.txt").write_text(f"Our office moved to {canary}.\n")  # inputs are never stored either
+    code, data, err = run_json(str(task))
     assert code == 0, err
     assert json.loads(Path(data["jobs"][0]["output"]).read_text()) == {"city": canary}  # the user's file has it
     db = sqlite3.connect(world["home"] / "ledger.db")
@@ -199,6 +201,7 @@ def test_a_signalled_run_is_recorded_interrupted_and_prints_its_partial_report(
     rows_task(work / "t", 8)
     ledger = isolated_home / "ledger.db"
     with FakeOllama(models=("gemma3:270m",), latency_s=0.3) as server:
+        server.script(lambda body: '{"city": "Lisbon"}')
         env = {**os.environ, "OLLAMA_HOST": server.url, "OLLAMA_DIST_HOME": str(isolated_home)}
         env.pop("ANTHROPIC_API_KEY", None)
         proc = subprocess.Popen([sys.executable, "-m", "ollama_dist.cli", "run", "t/t.yaml", "--json", "--quiet"],

@@ -144,9 +144,12 @@ def test_git_inputs(git_repo: Path, key: str, expect: str) -> None:
     ("name: a\nprompt: 'x {input}'\n", 2, "inputs", "no inputs"),
     ("name: a\nprompt: hi\n  bad: indent\n", 3, None, "not valid YAML"),
     ("- just\n- a list\n", 1, None, "one task"),
+    ("name: a\nprompt: hi\noutput:\n  format: json\n  grounded: name\n", 5, "output.grounded", "[name, email]"),
+    ("name: a\nprompt: hi\noutput:\n  format: json\n  grounded: []\n", 5, "output.grounded", "true, false"),
+    ("name: a\nprompt: hi\noutput:\n  format: json\n  agree: 12\n", 5, "output.agree", "less than or equal to 9"),
 ], ids=["typo-top", "typo-nested", "missing-name", "missing-prompt", "wrong-type", "bad-name",
         "bad-kind", "bad-regex", "bad-schema", "schema-without-json", "git-empty", "input-without-inputs",
-        "yaml-syntax", "not-a-mapping"])
+        "yaml-syntax", "not-a-mapping", "grounded-word", "grounded-empty", "agree-too-many"])
 def test_load_errors_name_file_line_and_field(tmp_path: Path, text: str, line: int | None,
                                                field: str | None, words: str) -> None:
     path = write(tmp_path, "bad.yaml", text)
@@ -157,6 +160,16 @@ def test_load_errors_name_file_line_and_field(tmp_path: Path, text: str, line: i
     if field is not None:
         assert err.field == field
     assert words in str(err)
+
+
+def test_grounded_and_agree_left_out_keep_the_task_fingerprint(tmp_path: Path) -> None:
+    base = "name: a\nprompt: Extract the city.\ninputs: {text: Lisbon}\noutput:\n  format: json\n"
+    plain = load_tasks([write(tmp_path / "1", "t.yaml", base)])[0]
+    again = load_tasks([write(tmp_path / "2", "t.yaml", base + "  grounded: [city]\n  agree: 3\n")])[0]
+    assert plain.output.grounded is None and plain.output.agree == 1
+    assert again.output.grounded == ["city"] and again.output.agree == 3
+    assert plain.fingerprint() != again.fingerprint()  # what counts as valid changed: answers are stale
+    assert plain.fingerprint() == load_tasks([write(tmp_path / "3", "t.yaml", base + "  agree: 1\n")])[0].fingerprint()
 
 
 def test_unknown_field_in_defaults_names_the_defaults_line(tmp_path: Path) -> None:

@@ -1,9 +1,10 @@
 """`ollama-dist mcp`: a stdio MCP server, so Claude Code can hand deterministic work to the router.
 
 Four tools (``tools``: descriptions, input and output schemas): `route_tasks` (where each
-job would go, and why), `run_tasks` (run them; validated values, where each was answered,
-totals with savings; a `notifications/progress` per finished job when the call carries a
-progress token), `report_answers` (the caller's answers to jobs handed back to it) and
+job would go, and why), `run_tasks` (run them; the values that passed their checks, which
+checks those were, where each was answered, totals with savings; a `notifications/progress`
+per finished job when the call carries a progress token), `report_answers` (the caller's
+answers to jobs handed back to it) and
 `router_status` (`ollama_dist.report.status` for this session). Tasks come inline
 (`task_yaml`: read as if it stood in the project directory) or as a `path` to a task file
 or folder. An unknown tool is a protocol error; any other failure is a tool error whose
@@ -182,8 +183,8 @@ def handback_result(work: Mapping[str, Any], project: Path) -> dict[str, Any]:
 
 def _job_result(job: Mapping[str, Any], project: Path) -> dict[str, Any]:
     out = {key: job[key] for key in ("task", "job", "status", "routed_to", "actual_model", "escalated",
-                                     "escalation_reason", "cache_hit", "reason", "output", "cost_usd",
-                                     "baseline_cost_usd")}
+                                     "escalation_reason", "cache_hit", "reason", "output", "checks",
+                                     "cost_usd", "baseline_cost_usd")}
     if job["status"] == "handed_back":
         out.update(handback_result(job["handed_back"], project))
     elif job["status"] == "ok":

@@ -13,8 +13,11 @@ from typing import Any
 INSTRUCTIONS = (
     "Hand deterministic, checkable work (extraction, conversion, classification, formatting, "
     "boilerplate edits) to a local model: describe it as an ollama-dist task with an output "
-    "format and, for JSON, a schema, so every answer is validated (and escalated to Claude when "
-    "it fails). Keep reasoning, design and review on Claude. route_tasks shows where jobs would "
+    "format and, for JSON, a schema, so every answer is checked (format, schema, pattern; for "
+    "extraction, that each value occurs in the input; with `output.agree: N`, that N local samples "
+    "agree) and escalated to Claude when a check fails. A check proves what it checks, not that a "
+    "value is right: each job's `checks` lists what was proved. Keep reasoning, design and review on "
+    "Claude. route_tasks shows where jobs would "
     "go without running them; run_tasks runs them; router_status shows this session's savings."
 )
 
@@ -82,11 +85,13 @@ RUN_JOB = obj({
     "task": S, "job": S, "status": {"enum": ["ok", "failed", "handed_back"]}, "routed_to": {"enum": ["local", "cloud"]},
     "actual_model": S_OR_NULL, "escalated": B, "cache_hit": B, "reason": S_OR_NULL, "output": S_OR_NULL,
     "cost_usd": N, "baseline_cost_usd": N,
-    "value": {"description": "the validated answer (status ok)"},
+    "checks": {**STRINGS, "description": "the checks the answer passed (format, schema, pattern, grounded, "
+                                          "agree): what status ok proved, not more"},
+    "value": {"description": "the answer, as it passed `checks` (status ok)"},
     "value_omitted": {"type": "string", "description": "why `value` is left out: read it from `output`"},
     "instructions": {"type": "string", "description": "status handed_back: the job, for you to do"},
     "output_spec": OUTPUT_SPEC, "estimated_input_tokens": INT,
-}, optional=("value", "value_omitted", "instructions", "output_spec", "estimated_input_tokens"), closed=False)
+}, optional=("checks", "value", "value_omitted", "instructions", "output_spec", "estimated_input_tokens"), closed=False)
 
 TOTALS = obj({key: INT for key in ("jobs", "ok", "failed", "handed_back", "routed_local", "routed_cloud",
                                  "answered_local", "escalated", "cache_hits", "input_tokens", "output_tokens")}
@@ -119,7 +124,8 @@ STATUS_OUTPUT = obj({
     "breaker": {"type": "object", "required": ["state", "openings"],
                 "properties": {"state": {"enum": ["open", "closed"]}, "openings": INT}},
     "warnings": STRINGS, "days": {"type": "array", "items": {"type": "object"}},
-}, optional=("handed_back_cost_usd_estimated", "plan_usage", "days"),
+    "trust": {"type": "object", "additionalProperties": {"type": "object"}},
+}, optional=("handed_back_cost_usd_estimated", "plan_usage", "days", "trust"),
     closed=False)  # router-status may grow figures; these are the ones a caller can count on
 
 # ---------------------------------------------------------------------- the tools
@@ -141,8 +147,11 @@ TOOLS: dict[str, Tool] = {
         TASK_INPUT, obj({"jobs": {"type": "array", "items": ROUTED_JOB}}), read_only=True),
     "run_tasks": Tool(
         "Run the jobs of a task file: local ones on the local model, the rest on Claude; every "
-        "answer is validated against the task's output format/schema and escalated to Claude when "
-        "the local answer fails. Returns each job's status, validated value (or output file), "
+        "answer is checked against the task's output format, schema and pattern, extracted values "
+        "against the input (`output.grounded`, on by default for extraction into JSON/YAML), and "
+        "with `output.agree: N` across N local samples; a local answer that fails a check is escalated "
+        "to Claude. Returns each job's status, its value (or output file) and `checks` (the checks it "
+        "passed: format, schema, pattern, grounded, agree; a value can pass them and still be wrong), "
         "routed_to, actual_model (null when no model answered), escalated and why, and the totals with "
         "cost, baseline and savings (on what was answered). Inside a "
         "Claude Code session, cloud work comes back as jobs with status `handed_back` (do them yourself "
@@ -159,6 +168,8 @@ TOOLS: dict[str, Tool] = {
     "router_status": Tool(
         "What the router did in this Claude Code session (or `since` a time): jobs, diversion and "
         "escalation rates with reasons, cost, baseline cost (all on Claude), savings, tokens kept off "
-        "Claude beside the plan usage the status line recorded, latency, the breaker's state and warnings.",
+        "Claude beside the plan usage the status line recorded, latency, the breaker's state, warnings, "
+        "and per task the measured trust in its local answers (right, wrong, cut off at max_tokens, "
+        "accuracy, advice) that the router acts on.",
         STATUS_INPUT, STATUS_OUTPUT, read_only=True),
 }

@@ -143,6 +143,7 @@ class Generation:
                 schema=job.fmt if isinstance(job.fmt, dict) else None,
                 json_mode=job.fmt == "json",
                 n_ctx=num_ctx + max_tokens + 64,
+                seed=int(job.options["seed"]) if job.options.get("seed") is not None else None,
             )
         except OllamaDistError as exc:
             raise HttpError(500, exc.message) from exc

@@ -366,6 +366,8 @@ class FakeOllama(ModelState, FaultInjection, Generation, Responses):
             options["num_predict"] = body["max_tokens"]
         if body.get("temperature") is not None:
             options["temperature"] = body["temperature"]
+        if body.get("seed") is not None:
+            options["seed"] = body["seed"]
         fmt: Any = None
         rf = body.get("response_format")
         if isinstance(rf, dict) and rf.get("type") == "json_object":
