@@ -88,7 +88,16 @@ def fit(text: str, width: int, cut: Cut) -> str:
     if prefix and room >= TAIL_MIN and (tail := _from_step(rest, room)):
         return prefix + ELLIPSIS + tail  # extract-contacts:…/amara.txt
     tail = _from_step(text, width - 1)
-    return ELLIPSIS + (tail or _last_cells(text, width - 1))
+    return ELLIPSIS + (tail or _from_part(text, width - 1))
+
+
+def _from_part(text: str, width: int) -> str:
+    """The end of a file name too long for `width`, from a part of it (after `-`, `_` or `.`) when one fits."""
+    tail = _last_cells(text, width)
+    if len(tail) == len(text) or text[len(text) - len(tail) - 1] in "-_.":
+        return tail  # it already starts at a part
+    cut = next((i + 1 for i, char in enumerate(tail) if char in "-_."), 0)
+    return tail[cut:] if 0 < cut < len(tail) else tail
 
 
 def _from_step(text: str, width: int) -> str | None:

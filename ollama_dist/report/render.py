@@ -79,12 +79,12 @@ def settings_table(rows: Sequence[tuple[str, str, str]]) -> Table:
 
 def jobs_table(report: RunReport, verbose: bool = False) -> Table:
     """One or two lines per job: the id, then where its answer went or why it failed (cut to one
-    line; all of it with `verbose`); under an ok status, the checks its answer passed."""
+    line; all of it with `verbose`, and under an ok status the checks its answer passed)."""
     table = _compact(f"run {report.run_id}")
     table.add_column("job / output or reason")
     table.add_column("routed", no_wrap=True)
     table.add_column("answered by", no_wrap=not verbose)
-    table.add_column("status / checks", no_wrap=True)
+    table.add_column("status", no_wrap=True)  # and under ok, the checks the answer passed
     table.add_column("tries", justify="right", no_wrap=True)
     for o in report.outcomes:
         cached = o.cache_hit and o.status == "ok"
@@ -100,14 +100,15 @@ def jobs_table(report: RunReport, verbose: bool = False) -> Table:
         # which tier and host, not only the model; in the compact table it takes the model's width
         host = Line(f"on {o.answered_on}" if o.answered_on else "", "wrap" if verbose else "head", "dim",
                     sizes=verbose)
-        checks = Line(" ".join(o.checks) if o.status == "ok" else "", "wrap" if verbose else "head", "dim",
-                      sizes=verbose)
-        table.add_row(Fit(_id(o.job.id, verbose), detail), o.decision.target, Fit(model, host),
-                      Fit(status, checks), str(len(o.attempts)))
-    table.caption = ("ok: the answer passed the checks under it (format: it parses; schema; pattern; grounded: "
-                     "its values occur in the input; agree: most local samples gave it), not more")
-    if not verbose and any(o.reason and not o.output_path for o in report.outcomes):
-        table.caption += "; reasons cut to one line: --verbose for all of them, --json for everything"
+        # the checks passed, with --verbose (the compact table keeps its width for ids and paths)
+        checks = Line(f"passed {', '.join(o.checks)}" if verbose and o.status == "ok" and o.checks else "",
+                      "wrap", "dim")
+        table.add_row(Fit(_id(o.job.id, verbose), detail, checks), o.decision.target, Fit(model, host),
+                      Fit(status), str(len(o.attempts)))
+    table.caption = ("ok proves the checks its answer passed, no more: format (it parses), schema, pattern, "
+                     "grounded (its values occur in the input), agree (most local samples gave it). "
+                     + ("Each ok job says which it passed." if verbose
+                        else "--verbose shows them and every reason in full."))
     return table
 
 

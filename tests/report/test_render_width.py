@@ -68,7 +68,7 @@ def report(jobs: list, tmp_path: Path) -> RunReport:
     out = report_output(tmp_path)
     return RunReport(run_id="0123456789abcdef0123456789abcdef", session="s", outcomes=[
         Outcome(ok, local, status="ok", attempts=[attempt(ok.id, "local", "gemma3:270m", "ok")],
-                output_path=str(out)),
+                output_path=str(out), checks=("format", "schema", "grounded")),
         Outcome(failed, local, status="failed", reason=LONG_REASON,
                 attempts=[attempt(failed.id, "local", "gemma3:270m", "invalid", "schema"),
                           attempt(failed.id, "local", "gemma3:270m", "invalid", "schema"),
@@ -107,6 +107,7 @@ def test_the_jobs_table_at_80_columns(jobs: list, tmp_path: Path, monkeypatch: p
     assert "--verbose" in text
     assert "(and a second line" not in text  # a reason is one line
     assert "on ollama…" in text  # the backend; the host is cut at the model's width (--verbose shows it)
+    assert "schema grounded" not in text  # the checks passed: with --verbose
 
 
 def column(text: str, title: str, next_title: str) -> list[str]:
@@ -132,11 +133,12 @@ def test_verbose_shows_every_reason_in_full_broken_at_words(jobs: list, tmp_path
     hosts = "".join(column(text, "answered by", "status")).replace(" ", "")
     assert f"onollama{HOST}" in hosts  # the host in full, broken after `-` and `.`
     every = " ".join([LONG_REASON, str(report_output(tmp_path).relative_to(tmp_path)), HOST,
-                      *(j.id for j in jobs), "not answered after escalation invalid"])
+                      *(j.id for j in jobs), "not answered after escalation invalid passed format schema grounded"])
     whole = set(re.findall(r"[A-Za-z0-9_]+", every))
     shown = {w for ln in first + column(text, "answered by", "status") for w in re.findall(r"[A-Za-z0-9_]+", ln)}
     assert shown <= whole | {"on", "ollama", "gemma3", "270m", "claude", "sonnet", "5"}, shown - whole
     assert "--verbose" not in text
+    assert "passedformat,schema,grounded" in joined  # the ok job's checks
 
 
 def test_the_route_table_at_80_columns(jobs: list, tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ def one_number(body: dict[str, Any]) -> str:
 
 def test_a_job_counts_once_in_the_baseline_whatever_its_attempts(world: dict[str, Any]) -> None:
     world["ollama"].script(one_number)
-    world["claude"].answer("claude-haiku-5-5", [json.dumps({"city": "B"})])
+    world["claude"].answer("claude-haiku-5-5", [json.dumps({"city": "Lisbon"})])
     world["claude"].answer("claude-sonnet-5-5", ["not what was asked", "OK: safety first"])
     task_file(Path("t"), count=2)
     Path("t/why.yaml").write_text(WHY + "output: {pattern: '^OK'}\n")
@@ -136,7 +136,7 @@ def test_escalations_and_shadow_calls_that_cost_more_make_savings_negative_and_a
     Path("ollama-dist.yaml").write_text(
         "ollama: {embedded: false}\nmodels: {cloud: claude-haiku-5-5, escalation: claude-opus-5-5}\n")
     world["ollama"].script(one_number)
-    world["claude"].answer("*", lambda body: json.dumps({"city": "C"}))
+    world["claude"].answer("*", lambda body: json.dumps({"city": "Lisbon"}))
     path = task_file(Path("t"), count=2)
     code, data, err = run_json(str(path), "--shadow", "1.0")
     assert code == 0, err
@@ -150,13 +150,14 @@ def test_escalations_and_shadow_calls_that_cost_more_make_savings_negative_and_a
     assert status["savings_usd"] == pytest.approx(totals["saved_usd"])
     assert {c["job"]: c["cause"] for c in status["cost_more_than_claude"]} == named
     # the summary names them
-    Path("t/in2.txt").write_text("Our office moved to town number 1 again.\n")
+    Path("t/in2.txt").write_text("Our office moved from Lisbon to A, town number 1 again.\n")
     _, out = table(str(path))
     assert "cost more than on Claude:" in out and "(escalation, -$" in out
 
 
 def test_queue_wait_and_service_time_are_recorded_apart(world: dict[str, Any]) -> None:
     # one local slot: the first request holds it for a second, the two behind it fail at once
+    world["ollama"].script(lambda body: '{"city": "A"}')
     world["ollama"].fault("stall", seconds=1.0)
     world["ollama"].fault("http_500", times=2)
     code, data, err = run_json(str(task_file(Path("t"), count=3)))
@@ -178,6 +179,7 @@ def test_queue_wait_and_service_time_are_recorded_apart(world: dict[str, Any]) -
 async def test_the_breaker_reads_service_time_never_the_wait(world: dict[str, Any], tmp_path: Path) -> None:
     Path("ollama-dist.yaml").write_text(
         "ollama: {embedded: false}\nbreaker: {p95_threshold_s: 0.2, min_samples: 50, window: 50}\n")
+    world["ollama"].script(lambda body: '{"city": "A"}')
     world["ollama"].fault("stall", seconds=1.0)
     world["ollama"].fault("http_500", times=2)
     settings = load_settings()
@@ -214,6 +216,6 @@ def test_an_escalated_job_says_why_it_left_the_local_lane(world: dict[str, Any])
     (stayed,) = [j for j in jobs.values() if not j["escalated"]]
     assert stayed["escalation_reason"] is None and stayed["actual_model"] == "gemma3:270m"
     assert data["totals"]["escalation_reasons"] == {"invalid": 1}
-    Path("t/in2.txt").write_text("Our office moved to town number 1 again.\n")
+    Path("t/in2.txt").write_text("Our office moved from Lisbon to A, town number 1 again.\n")
     _, out = table(str(path))
     assert "after escalation (invalid)" in out

@@ -18,6 +18,7 @@ runner = CliRunner()
 
 
 def test_the_run_names_the_backend_and_host_that_answered(world: dict[str, Any]) -> None:
+    world["ollama"].script(lambda body: '{"city": "A"}')
     path = task_file(Path("t"))
     code, data, _ = run_json(str(path))
     (job,) = data["jobs"]
@@ -32,6 +33,7 @@ def test_the_run_names_the_backend_and_host_that_answered(world: dict[str, Any])
 def test_a_server_on_the_port_that_is_not_ollama_is_passed_over_and_named(
     world: dict[str, Any], monkeypatch: Any
 ) -> None:
+    world["ollama"].script(lambda body: '{"city": "A"}')
     with FakeOllama(broken_routes={"/api/chat": 404, "/api/show": 404}) as impostor:
         monkeypatch.setenv("OLLAMA_HOST", impostor.url)
         Path("ollama-dist.yaml").write_text(
