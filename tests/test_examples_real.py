@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from ollama_dist.cli import app
-from ollama_dist.tasks.loader import load_tasks
 from tests.servers.anthropic import AnthropicServer
+from tests.servers.anthropic.examples import cloud_responder
 from tests.servers.ollama import FakeOllama
 
 pytestmark = pytest.mark.real_model
@@ -34,22 +33,6 @@ pytest_plugins = ["tests.servers.fixtures"]
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "tasks" / "examples"
-
-
-def cloud_responder() -> Any:
-    answers = yaml.safe_load((REPO / "tests/data/cloud_answers.yaml").read_text())
-    openings = {task.prompt.strip().splitlines()[0]: task.name for task in load_tasks([EXAMPLES])}
-
-    def respond(body: dict[str, Any]) -> str:
-        content = body["messages"][0]["content"]
-        text = content if isinstance(content, str) else " ".join(b.get("text", "") for b in content)
-        name = next(n for opening, n in openings.items() if opening in text)
-        answer = answers[name]
-        if isinstance(answer, dict):
-            return str(next(a for key, a in answer.items() if key in text))
-        return str(answer)
-
-    return respond
 
 
 def checkout_copy(dest: Path) -> Path:

@@ -22,6 +22,7 @@ from ollama_dist.backends.base import Message, Request
 from ollama_dist.backends.openai_compat import OpenAICompatBackend
 from ollama_dist.cli import app
 from tests.servers.anthropic import AnthropicServer
+from tests.servers.anthropic.examples import cloud_responder
 
 if TYPE_CHECKING:  # the fixture module is loaded as a plugin, not imported (its fixture would be doubled)
     from tests.servers.llama_cpp_server import LlamaCppServer
@@ -101,7 +102,8 @@ def test_run_answers_schema_jobs_locally_through_the_server(llama_cpp_server: Ll
                                                             isolated_home: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """`ollama-dist run` with only the llama.cpp server as its local tier: the contact extractions
-    (three jobs) are sent with the schema the server takes, and each answer it gives is schema-valid."""
+    (three jobs) are sent with the schema form the server takes (every request is answered, none
+    fails on its form), each answer is checked, and every job ends ok with the signature's values."""
     root = tmp_path / "project"
     shutil.copytree(REPO / "tasks/examples/signatures", root / "signatures")
     shutil.copy(REPO / "tasks/examples/extract-contacts.yaml", root / "extract-contacts.yaml")
@@ -111,6 +113,7 @@ def test_run_answers_schema_jobs_locally_through_the_server(llama_cpp_server: Ll
         """))
     monkeypatch.chdir(root)
     with AnthropicServer(key="test-key") as claude:
+        claude.answer("*", cloud_responder())  # an escalated job gets Claude's right answer
         monkeypatch.setenv("ANTHROPIC_BASE_URL", claude.url)
         monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
         result = CliRunner().invoke(app, ["run", "extract-contacts.yaml", "--root", str(root), "--json", "--quiet"])
@@ -122,9 +125,12 @@ def test_run_answers_schema_jobs_locally_through_the_server(llama_cpp_server: Ll
     assert local_attempts and all(backend.startswith("openai_compat:") for backend, _, _ in local_attempts)
     # no attempt failed on the request form: the server answered each one (validly or not)
     assert all(outcome in ("ok", "invalid") for _, outcome, _ in local_attempts), local_attempts
-    answered_locally = [j for j in jobs if not j["escalated"]]
-    assert answered_locally, "the llama.cpp server answered no job validly"
-    for job in answered_locally:
+    # the server's gemma format drops the system prompt, and the 270M model then often invents
+    # names and addresses: those answers must be caught (not in the input) and escalated, never
+    # written as ok. Whoever answered, each written value is the one the signature holds.
+    for job in jobs:
         value = json.loads(Path(job["output"]).read_text())
-        assert set(value) >= {"name", "email", "city"}
+        signature = (root / "signatures" / f"{Path(job['output']).stem}.txt").read_text()
+        assert value["email"] in signature and value["name"] in signature, (job["tries"], value)
+    answered_locally = [j for j in jobs if not j["escalated"]]
     print(f"\n{len(answered_locally)} of {len(jobs)} contact extractions answered by llama_cpp.server")
