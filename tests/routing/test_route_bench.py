@@ -33,3 +33,20 @@ def test_the_bank_routes_as_tasks_with_its_labels() -> None:
     rb = bench()
     jobs = rb.bank_jobs()
     assert len(jobs) >= 400 and {want for _, want in jobs} == {"local", "cloud"}
+
+
+def test_the_cross_writer_split_is_the_two_writers_batches() -> None:
+    rb = bench()
+    jobs = rb.bank_jobs()
+    first, second = rb.writers(jobs)
+    assert (first.stop, second.start, second.stop) == (420, 420, len(jobs))
+    assert jobs[first][-1][0].id != "php-001" and jobs[second][0][0].id == "php-001"
+    ids = {j.id.rsplit("-", 1)[0] for j, _ in jobs[second]}
+    assert ids.isdisjoint({j.id.rsplit("-", 1)[0] for j, _ in jobs[first]})  # no ecosystem in both batches
+
+
+def test_a_moved_boundary_stops_the_bench() -> None:
+    rb = bench()
+    jobs = rb.bank_jobs()
+    with pytest.raises(SystemExit):
+        rb.writers(jobs[1:])
