@@ -179,14 +179,15 @@ def git_head(root: Path) -> str | None:
 
 
 def cloud_backend(settings: Settings, env: Mapping[str, str] | None = None) -> str:
-    """`cloud.backend` when set; else `api` with a key, `claude-code` with `claude` on the PATH, else `api`."""
+    """`cloud.backend` when set; else `api` with a key, `claude-code` with a logged-in `claude` on the
+    PATH (or one too old to say), else `api` (whose missing key the run's note names)."""
     from ollama_dist.backends import claude_code
 
     if settings.cloud.backend is not None:
         return settings.cloud.backend
     if settings.cloud.api_key is not None and settings.cloud.api_key.get_secret_value():
         return "api"
-    return "claude-code" if claude_code.available(env) else "api"
+    return "claude-code" if claude_code.available(env) and claude_code.logged_in(env) is not False else "api"
 
 
 def build_lanes(settings: Settings, *, hand_back: bool = False) -> Lanes:
@@ -293,9 +294,13 @@ async def run_async(
                                              shadow_rate, cloud_batch, hand_back))
         if settings.cloud.api_key is None and any(o.status == "failed" and any(
                 a.reason == "auth" for a in o.attempts) for o in report.outcomes):
+            from ollama_dist.backends import claude_code
+
+            found = (" (the `claude` on the PATH is not logged in: `claude auth status`)"
+                     if settings.cloud.backend is None and claude_code.available() else "")
             report.notes.append("jobs that need Claude failed: set ANTHROPIC_API_KEY to let them run "
                                 "(and to escalate invalid local answers), or log in to Claude Code (`claude`, "
-                                "then /login) for `cloud.backend: claude-code`")
+                                f"then /login) for `cloud.backend: claude-code`{found}")
         report.notes.extend(o.reason for o in report.outcomes if o.kept_edit and o.reason)
         return report
     finally:

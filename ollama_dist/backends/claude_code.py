@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -58,6 +59,23 @@ def available(env: Mapping[str, str] | None = None) -> bool:
     """Whether a `claude` executable is on the PATH."""
     path = (env or os.environ).get("PATH")
     return shutil.which(EXECUTABLE, path=path) is not None
+
+
+def logged_in(env: Mapping[str, str] | None = None) -> bool | None:
+    """Whether the `claude` on the PATH has a log-in (`claude auth status --json`: `loggedIn`, exit 1
+    when not); None when it cannot say (an older CLI without `auth status`, or it hangs)."""
+    exe = shutil.which(EXECUTABLE, path=(env or os.environ).get("PATH"))
+    if exe is None:
+        return False
+    try:
+        done = subprocess.run([exe, "auth", "status", "--json"], capture_output=True, text=True, timeout=10,
+                              env=dict(env) if env is not None else None, stdin=subprocess.DEVNULL)
+        status = json.loads(done.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    if not isinstance(status, dict) or not isinstance(status.get("loggedIn"), bool):
+        return None
+    return bool(status["loggedIn"])
 
 
 def command(request: Request, *, executable: str = EXECUTABLE, max_budget_usd: float | None = None) -> list[str]:

@@ -91,6 +91,22 @@ def test_default_backend_is_api_with_a_key_else_claude_code_on_the_path(
     assert load_settings().source_of("cloud.backend") == f"file:{isolated_home / 'config.yaml'}"
 
 
+def test_a_claude_that_is_not_logged_in_is_not_taken_for_the_cloud(
+        fake_claude: Path, ollama: FakeOllama, isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`claude auth status` says loggedIn false: the default stays `api`, and the run's note says
+    why cloud jobs failed (no key, and the `claude` found is not logged in)."""
+    monkeypatch.setenv("FAKE_CLAUDE_AUTH", "logged_out")
+    assert api.cloud_backend(load_settings()) == "api"
+    Path("review.yaml").write_text(REVIEW)
+    result = CliRunner().invoke(app, ["run", "--json", "-q", "review.yaml"])
+    assert result.exit_code == 1, result.output
+    assert calls(fake_claude) == []  # `claude -p` never asked (the log records answers, not `auth status`)
+    notes = json.loads(result.stdout)["notes"]
+    assert any("ANTHROPIC_API_KEY" in n and "not logged in" in n for n in notes), notes
+    monkeypatch.setenv("FAKE_CLAUDE_AUTH", "old")  # a CLI that cannot say: taken, as before
+    assert api.cloud_backend(load_settings()) == "claude-code"
+
+
 def test_a_project_file_cannot_choose_the_cloud_backend(fake_claude: Path) -> None:
     """`claude-code` spends the user's own subscription: a cloned repository must not switch it on."""
     Path("ollama-dist.yaml").write_text("cloud: {backend: claude-code}\n")
