@@ -32,8 +32,8 @@ from pydantic import (
     model_validator,
 )
 
-from ollama_dist.errors import ConfigError
-from ollama_dist.yamlfile import load_yaml, validation_error
+from ollama_dist.errors import ConfigError, ConfigErrors
+from ollama_dist.yamlfile import load_yaml, validation_errors
 
 PROJECT_FILE = "ollama-dist.yaml"
 HOME_FILE = "config.yaml"
@@ -254,9 +254,9 @@ def _read_config(path: Path, home: Path, *, project: bool) -> dict[str, Any]:
     try:
         Settings.model_validate({**data, "home": home})
     except ValidationError as exc:
-        err = validation_error(exc, doc, Settings)
-        raise ConfigError(err.message.split(": ", 1)[-1], file=err.file, line=err.line,
-                          field=err.field, hint=err.hint) from exc
+        found = [ConfigError(err.message.split(": ", 1)[-1], file=err.file, line=err.line, field=err.field,
+                             hint=err.hint) for err in validation_errors(exc, doc, Settings)]
+        raise (found[0] if len(found) == 1 else ConfigErrors(found)) from exc
     return data
 
 

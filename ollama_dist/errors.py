@@ -76,6 +76,10 @@ class InputErrors(InputError):
         OllamaDistError.__init__(self, "\n".join(str(e) for e in self.errors))
         self.file, self.line, self.field = first.file, first.line, first.field
 
+    def as_json(self) -> dict[str, Any]:
+        """The first error's fields (as one error has them) and `errors`: every one, in order."""
+        return {**super().as_json(), "errors": [e.as_json() for e in self.errors]}
+
     @staticmethod
     def of(errors: Sequence[InputError]) -> InputError:
         """The one error itself, or all of them as InputErrors (nested lists flattened)."""
@@ -86,6 +90,10 @@ class InputErrors(InputError):
 
 class ConfigError(InputError):
     """Bad configuration file or environment value. Exit code 2."""
+
+
+class ConfigErrors(InputErrors, ConfigError):
+    """Several problems in one config file, in line order (each a ConfigError)."""
 
 
 class LockedError(OllamaDistError):

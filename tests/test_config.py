@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from ollama_dist.cli import app
 from ollama_dist.config import load_settings
+from ollama_dist.errors import ConfigError, ConfigErrors
 from tests.servers.anthropic import AnthropicServer
 
 runner = CliRunner()
@@ -127,3 +128,17 @@ def test_a_missing_home_is_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     result = runner.invoke(app, ["config", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["home"]["value"] == str(tmp_path / "not-yet")
+
+
+def test_a_config_file_with_several_mistakes_names_each_in_line_order(isolated_home: Path) -> None:
+    Path("ollama-dist.yaml").write_text("router:\n  cloud_threshold: high\n  confidnce: 0.5\nollama:\n  hosts: 7\n")
+    with pytest.raises(ConfigErrors) as caught:
+        load_settings()
+    assert [(e.line, e.field) for e in caught.value.errors] == [
+        (2, "router.cloud_threshold"), (3, "router.confidnce"), (5, "ollama.hosts")]
+    assert isinstance(caught.value, ConfigError)  # callers that catch ConfigError still do
+    result = CliRunner().invoke(app, ["route", "--json", "."])
+    assert result.exit_code == 2
+    errors = json.loads(result.stdout)["error"]["errors"]
+    assert [e["field"] for e in errors] == ["router.cloud_threshold", "router.confidnce", "ollama.hosts"]
+    assert "did you mean `score_threshold`?" in result.stderr and "Traceback" not in result.stderr

@@ -61,7 +61,10 @@ def test_the_cli_prints_each_as_an_error_line_and_exits_2(tmp_path: Path) -> Non
     path = write(tmp_path, "bad.yaml", BAD)
     result = CliRunner().invoke(app, ["route", str(path), "--root", str(tmp_path), "--json"])
     assert result.exit_code == EXIT_BAD_INPUT
-    assert json.loads(result.stdout)["error"]["type"] == "InputErrors"  # --json: the error as JSON on stdout
+    error = json.loads(result.stdout)["error"]  # --json: the error as JSON on stdout, each one listed
+    assert error["type"] == "InputErrors" and error["line"] == 1
+    assert [(e["line"], e["field"]) for e in error["errors"]] == [
+        (1, "name"), (2, "promt"), (3, "kind"), (7, "output.pattern"), (8, "output.write"), (9, "max_tokens")]
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
     assert [ln.split()[1] for ln in lines] == [f"{path}:{n}" for n in (1, 2, 3, 7, 8, 9)]
     assert "Traceback" not in result.stderr
