@@ -31,6 +31,7 @@ from ollama_dist.checks.code import (
 )
 from ollama_dist.checks.extract import excerpt, short
 from ollama_dist.checks.grounding import UNGROUNDED
+from ollama_dist.checks.repetition import LOOPED
 from ollama_dist.checks.verdict import (
     Check as Check,
     Fallback as Fallback,
@@ -161,6 +162,7 @@ _REASON_KINDS = (
     ("answer does not match pattern", "the answer does not match the task's pattern"),
     (UNGROUNDED, f"{UNGROUNDED}: a value the answer gives does not occur in the job's input"),
     (DISAGREE, DISAGREE),
+    (LOOPED, f"{LOOPED}: the model looped"),
     ("$", "the answer does not satisfy the schema"),
 )
 

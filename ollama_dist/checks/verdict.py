@@ -12,9 +12,10 @@ Fallback = Literal["fence", "balanced", "repair"]
 # YAML, Python that compiles, a unified diff, non-empty text); `schema`: the JSON Schema;
 # `pattern`: the task's regex; `grounded`: its values occur in the input (checks.grounding);
 # `agree`: the local model gave it in most of N samples (run.agreement). `cut_off` is no check
-# but a reason to fail: the answer stopped at max_tokens.
+# but a reason to fail: the answer stopped at max_tokens; `looped`: it stopped there repeating
+# one piece over and over (checks.repetition).
 Check = Literal["format", "schema", "pattern", "grounded", "agree"]
-Failure = Literal["format", "schema", "pattern", "grounded", "agree", "cut_off"]
+Failure = Literal["format", "schema", "pattern", "grounded", "agree", "cut_off", "looped"]
 
 
 class Verdict(BaseModel):

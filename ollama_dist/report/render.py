@@ -260,9 +260,9 @@ def trust_table(st: RouterStatus) -> Table:
     """Per task, over all runs: how its local answers ended, and what that calls for."""
     table = Table(title="local answers per task (all runs: what the router uses)", caption_justify="left",
                   caption=f"right: accepted and not contradicted; wrong: a value not in the input, samples that "
-                          f"disagree, or Claude's shadow answer different; cut: cut off at max_tokens; acc.: "
-                          f"right / (right + wrong). Below {st.min_local_accuracy:.0%} over 3 judged jobs a task "
-                          "goes to Claude; the warnings say why.")
+                          f"disagree, an answer that loops, or Claude's shadow answer different; cut: cut off at "
+                          f"max_tokens; acc.: right / (right + wrong). Below {st.min_local_accuracy:.0%} over 3 "
+                          "judged jobs a task goes to Claude; the warnings say why.")
     table.add_column("task", no_wrap=True)
     for name in ("jobs", "right", "wrong", "cut", "acc."):
         table.add_column(name, justify="right")

@@ -2,7 +2,8 @@
 
 Trust (always on): the ledger's TaskHistory says, per task, how its local answers ended: right
 (accepted, and the same value as Claude's where `run --shadow` asked), wrong (a value not in the
-input, samples that disagree, or Claude's shadow answer different), cut off at max_tokens, or
+input, samples that disagree, an answer that loops until max_tokens, or Claude's shadow answer
+different), cut off at max_tokens, or
 malformed. ``distrust`` sends a task to Claude once its local accuracy (right / right + wrong)
 over at least `MIN_JUDGED` jobs is below `router.min_local_accuracy`; ``advice`` says in words
 what the figures call for (cut off: raise `max_tokens`; wrong: Claude).
@@ -37,7 +38,7 @@ def distrust(history: TaskHistory | None, min_accuracy: float) -> str | None:
         return None
     return (f"local answers often wrong: accuracy {history.accuracy:.0%} < {min_accuracy:.0%} "
             f"({history.local_wrong} of {history.judged} judged jobs wrong: a value not in the input, samples "
-            f"that disagree, or Claude's answer different){_cut_off_note(history)}")
+            f"that disagree, answers that loop, or Claude's answer different){_cut_off_note(history)}")
 
 
 def advice(history: TaskHistory, min_accuracy: float) -> str | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from ollama_dist.backends.base import Backend, Completion
-from ollama_dist.checks import grounding
+from ollama_dist.checks import grounding, repetition
 from ollama_dist.checks.agreement import COMPARED, same
 from ollama_dist.checks.validate import Verdict, validate
 from ollama_dist.errors import InputError
@@ -71,6 +71,9 @@ def verdict_for(job: Job, completion: Completion) -> Verdict:
     """Check one completion against its job: never cut off, then every check of `checked`."""
     if completion.stop_reason in TRUNCATED:
         # a cut-off answer may still parse (json-repair closes brackets): never accept it
+        unit = repetition.repeated_unit(completion.text)
+        if unit is not None:  # a loop, not a short budget
+            return Verdict(ok=False, reason=repetition.reason(unit, job.task.max_tokens), failed="looped")
         return Verdict(ok=False, reason=f"{CUT_OFF} ({job.task.max_tokens}); "
                                         "answer more briefly", failed="cut_off")
     return checked(job, completion.text)

@@ -246,7 +246,7 @@ def test_breaker_opens_on_slowness_and_sends_local_jobs_to_the_cloud(world: dict
 
 def test_an_answer_cut_off_at_max_tokens_is_never_accepted(world: dict[str, Any]) -> None:
     # json-repair would close the brackets of this cut-off answer; it must not count
-    world["ollama"].script([json.dumps({"city": "Lisbon " * 50})] * 2)
+    world["ollama"].script([json.dumps({"city": " ".join(f"Lisbon{i}" for i in range(50))})] * 2)
     code, data, _ = run_json(str(task_file(Path("t"), extra="max_tokens: 40\n")))
     assert code == 0
     rows = ledger_rows(world["home"], data["run_id"])

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -124,7 +125,7 @@ def test_local_answers_claude_contradicts_send_the_task_to_claude(world: dict[st
 
 
 def test_answers_cut_off_at_max_tokens_advise_raising_it_not_claude(world: dict[str, Any]) -> None:
-    world["ollama"].script([city("Lisbon " * 40)] * 6)
+    world["ollama"].script([city(" ".join(f"Lisbon{i}" for i in range(40)))] * 6)  # long, not a loop
     task = city_task(Path("t"), count=3, extra="max_tokens: 20\n")
     code, data, _ = run_json(str(task))
     assert code == 0 and data["totals"]["escalation_reasons"] == {"cut_off": 3}
@@ -134,6 +135,28 @@ def test_answers_cut_off_at_max_tokens_advise_raising_it_not_claude(world: dict[
     assert "raise the task's max_tokens" in trust["advice"]
     routed = json.loads(runner.invoke(app, ["route", str(task), "--json"]).stdout)
     assert all("cut off at max_tokens: raise max_tokens" in " ".join(r["reasons"]) for r in routed)
+
+
+def test_answers_that_loop_until_max_tokens_count_as_wrong_and_send_the_task_to_claude(
+        world: dict[str, Any]) -> None:
+    """A small model stuck in a loop (`"and", "and", ...` until max_tokens, seen with Gemma 3 270M):
+    a larger max_tokens would buy a longer loop, so the advice is Claude, not max_tokens."""
+    world["ollama"].script([city("Lisbon and " * 40)] * 6)
+    task = city_task(Path("t"), count=3, extra="max_tokens: 20\n")
+    code, data, _ = run_json(str(task))
+    assert code == 0 and data["totals"]["escalation_reasons"] == {"looped": 3}
+    retries = [r["messages"][-1]["content"] for r in world["ollama"].requests if len(r["messages"]) > 2]
+    assert len(retries) == 3 and all(  # each retry is told what it repeated (cut where the answer was)
+        re.search(r"repeated itself until max_tokens \(20\): '(Lisbon and|and Lisbon)' over and over", r)
+        for r in retries), retries
+    rows = ledger_rows(world["home"], data["run_id"])
+    assert {r["reason"] for r in rows if r["lane"] == "local"} == {
+        "the answer repeated itself until max_tokens: the model looped"}  # no answer text kept
+    trust = json.loads(runner.invoke(app, ["router-status", "--json"]).stdout)["trust"]["city"]
+    assert (trust["cut_off"], trust["wrong"], trust["accuracy"], trust["goes_to_claude"]) == (0, 3, 0.0, True)
+    assert "answers that loop" in trust["advice"] and "max_tokens" not in trust["advice"].split(":")[0]
+    routed = json.loads(runner.invoke(app, ["route", str(task), "--json"]).stdout)
+    assert {r["rule"] for r in routed} == {"cloud:local-accuracy"}
 
 
 def test_router_status_shows_the_trust_table(world: dict[str, Any]) -> None:
