@@ -4,9 +4,11 @@ Built once from settings; `Router.decide` is pure and cheap. In order:
 
 1. an explicit `kind:` decides alone;
 2. a hard rule (routing/rules.py) decides, unless the second opinion overturns it:
-   - a word rule's *cloud*, when a mechanical verb governs the instruction (nothing asked, no
-     judgement verb, no qualitative goal) and its nearest exemplars are clearly local
-     (P(local) > `semantic_override`) and nothing the words cannot show says cloud;
+   - a word rule's *cloud*, when it fired on a topic word (a `topic` pattern in data/router.yaml:
+     "legal", "debug"; never a pattern naming the work: a diagnosis, a design, a trade-off, a
+     feature, a proof), a mechanical verb governs the instruction (nothing asked, no judgement
+     verb, no qualitative goal), its nearest exemplars are clearly local (P(local) >
+     `semantic_rule_override`) and nothing the words cannot show says cloud;
    - a word rule's *local*, when the instruction is not plainly mechanical and its nearest
      exemplars are not local (P(local) <= t where it asks or a judgement verb leads, else
      <= 1 - `semantic_override`).
@@ -164,11 +166,12 @@ def review_rule(hard: Hard, info: Instruction, opinion: Opinion, s: RouterSettin
     p, bar = opinion.p_local, s.semantic_override
     score, rule = (1.0 if hard.target == "cloud" else 0.0), f"{hard.target}:{hard.rule}"
     if hard.target == "cloud":
+        bar = s.semantic_rule_override
         outside = _outside_words(s, tokens, history)
         if p > bar and outside is None:
             reasons.append(f"local: {info.lead!r} governs the instruction (mechanical: nothing asked, no judgement "
-                           f"verb) and P(local) {p:.2f} > {bar:g}, the bar for overturning a word rule: "
-                           f"{hard.rule} fired on a word, not on the work")
+                           f"verb) and P(local) {p:.2f} > {bar:g}, the bar for overturning a word rule "
+                           f"(router.semantic_rule_override): {hard.rule} fired on a topic word, not on the work")
             return _decided("local", 0.0, f"local:{hard.rule}-overturned", opinion, reasons)
         why = outside if p > bar else f"P(local) {p:.2f} <= {bar:g}, the bar for overturning a word rule"
         reasons.append(f"cloud: {hard.rule} stands ({why})")
