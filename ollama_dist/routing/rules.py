@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 
 from ollama_dist.config import RouterSettings
+from ollama_dist.errors import ConfigError
 from ollama_dist.ledger.store import TaskHistory
 from ollama_dist.routing.learning import distrust
 from ollama_dist.tasks.model import Job, Task
@@ -108,11 +109,18 @@ def _compile(patterns: list[str]) -> list[_Pattern]:
     return [_Pattern(p) for p in patterns]
 
 
-def _cloud_rule(spec: Any) -> tuple[list[_Pattern], list[_Pattern]]:
+def _cloud_rule(name: str, spec: Any) -> tuple[list[_Pattern], list[_Pattern]]:
     """A cloud rule's (work, topic) patterns: a plain list names the work (never overturned)."""
-    if isinstance(spec, dict):
-        return _compile(list(spec.get("work") or [])), _compile(list(spec.get("topic") or []))
-    return _compile(list(spec)), []
+    field = f"router.vocabulary.cloud_rules.{name}"
+    parts = spec if isinstance(spec, dict) else {"work": spec}
+    unknown = sorted(set(parts) - {"work", "topic"})
+    if unknown or not all(isinstance(v, list) and all(isinstance(p, str) for p in v) for v in parts.values()):
+        raise ConfigError(f"expected a list of patterns, or `work:` and `topic:` lists (found {unknown or spec!r})",
+                          field=field, hint="see the cloud_rules of ollama_dist/data/router.yaml")
+    try:
+        return _compile(parts.get("work", [])), _compile(parts.get("topic", []))
+    except re.error as exc:
+        raise ConfigError(f"not a regular expression: {exc}", field=field) from exc
 
 
 def _first(patterns: list[_Pattern], text: str) -> re.Match[str] | None:
@@ -213,7 +221,7 @@ class Rules:
         self.settings = settings
         vocab = dict(vocabulary)
         vocab.update(settings.vocabulary)
-        self._cloud = [(name, *_cloud_rule(spec)) for name, spec in vocab["cloud_rules"].items()]
+        self._cloud = [(name, *_cloud_rule(name, spec)) for name, spec in vocab["cloud_rules"].items()]
         self._local: list[_LocalRule] = []
         for name, spec in vocab["local_rules"].items():
             if isinstance(spec, dict):

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from ollama_dist.config import RouterSettings
+from ollama_dist.errors import ConfigError
 from ollama_dist.routing.decision import Decision, Neighbour, Opinion
 from ollama_dist.routing.router import Router
 from ollama_dist.tasks.loader import load_jobs
@@ -104,3 +105,15 @@ def test_a_far_opinion_still_needs_the_clear_bar_unless_the_instruction_is_short
     d, _ = route(tmp_path, prompt, 0.72, nearest=FAR, output="format: code")
     assert d.target == "cloud", d.reasons
     assert "the score is in doubt and the nearest exemplar is far" in d.reasons[-1] or "clearly past" in d.reasons[-1]
+
+
+@pytest.mark.parametrize(("rule", "found"), [
+    ({"patterns": [r"\blegal\b"]}, "['patterns']"),
+    ({"work": r"\blegal\b"}, "expected a list of patterns"),
+    (["("], "not a regular expression"),
+])
+def test_a_bad_cloud_rule_in_the_config_names_its_field(rule: Any, found: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        Router(RouterSettings(vocabulary={"cloud_rules": {"legal": rule}}))
+    assert err.value.field == "router.vocabulary.cloud_rules.legal"
+    assert found in str(err.value)
