@@ -59,8 +59,11 @@ class RouterSettings(_Section):
     semantic: bool = Field(True, description="a second opinion from labelled examples where no hard rule fires")
     semantic_threshold: float = Field(0.6, ge=0, le=1, description="local only when P(local) > this")
     semantic_override: float = Field(0.8, ge=0, le=1, description=(
-        "the clear bar: P(local) above it overturns a word rule's cloud; at most 1 minus it, a word rule's "
-        "local; a question or a judgement verb needs it to go local"))
+        "the clear bar: a question or a judgement verb needs P(local) above it to go local; at most 1 minus "
+        "it overturns a word rule's local"))
+    semantic_rule_override: float = Field(0.8, ge=0, le=1, description=(
+        "P(local) above it overturns a cloud rule that fired on a topic word (legal, security, debug, ...) "
+        "in an instruction a mechanical verb governs"))
     semantic_k: int = Field(11, ge=1, le=100, description="nearest exemplars that vote")
     semantic_learn: bool = Field(False, description="tasks' local outcomes in the ledger become exemplars")
     min_local_accuracy: float = Field(0.7, ge=0, le=1, description=(

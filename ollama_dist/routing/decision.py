@@ -4,9 +4,11 @@ Built once from settings; `Router.decide` is pure and cheap. In order:
 
 1. an explicit `kind:` decides alone;
 2. a hard rule (routing/rules.py) decides, unless the second opinion overturns it:
-   - a word rule's *cloud*, when a mechanical verb governs the instruction (nothing asked, no
-     judgement verb, no qualitative goal) and its nearest exemplars are clearly local
-     (P(local) > `semantic_override`) and nothing the words cannot show says cloud;
+   - a word rule's *cloud*, when it fired on a topic word (a `topic` pattern in data/router.yaml:
+     "legal", "debug"; never a pattern naming the work: a diagnosis, a design, a trade-off, a
+     feature, a proof), a mechanical verb governs the instruction (nothing asked, no judgement
+     verb, no qualitative goal), its nearest exemplars are clearly local (P(local) >
+     `semantic_rule_override`) and nothing the words cannot show says cloud;
    - a word rule's *local*, when the instruction is not plainly mechanical and its nearest
      exemplars are not local (P(local) <= t where it asks or a judgement verb leads, else
      <= 1 - `semantic_override`).
@@ -15,8 +17,9 @@ Built once from settings; `Router.decide` is pure and cheap. In order:
 3. otherwise the soft score (routing/score.py) decides, reviewed by the second opinion:
    `cloud unless P(local) > t`, raised to `semantic_override` where the instruction asks a
    question, a judgement verb leads a sentence, or the score is in doubt and the nearest
-   exemplar is far; a judgement verb governing the instruction, a score clearly cloud, a long
-   input or a history of failed local answers veto local.
+   exemplar is far (not for a short instruction a mechanical verb governs with no marker of
+   reasoning: there the doubt is only few words); a judgement verb governing the instruction,
+   a score clearly cloud, a long input or a history of failed local answers veto local.
 
 The costs are asymmetric (a reasoning task sent local costs quality, an easy task sent to
 Claude costs cents), so every bar that sends work local is the higher one.
@@ -43,6 +46,9 @@ SCORE_VETO_MARGIN = 0.10
 # Where the score is in doubt (cloud for low confidence), an opinion whose nearest exemplar is
 # no nearer than this is a weak one: it needs the clear bar to send the task local.
 NEAR_ENOUGH = 0.5
+# ... except for a short instruction a mechanical verb governs with no marker of reasoning: there
+# the doubt is the score's lack of evidence (few words), and the opinion's bar is t.
+ONE_LINER_WORDS = 40
 
 
 class Neighbour(BaseModel):
@@ -164,11 +170,12 @@ def review_rule(hard: Hard, info: Instruction, opinion: Opinion, s: RouterSettin
     p, bar = opinion.p_local, s.semantic_override
     score, rule = (1.0 if hard.target == "cloud" else 0.0), f"{hard.target}:{hard.rule}"
     if hard.target == "cloud":
+        bar = s.semantic_rule_override
         outside = _outside_words(s, tokens, history)
         if p > bar and outside is None:
             reasons.append(f"local: {info.lead!r} governs the instruction (mechanical: nothing asked, no judgement "
-                           f"verb) and P(local) {p:.2f} > {bar:g}, the bar for overturning a word rule: "
-                           f"{hard.rule} fired on a word, not on the work")
+                           f"verb) and P(local) {p:.2f} > {bar:g}, the bar for overturning a word rule "
+                           f"(router.semantic_rule_override): {hard.rule} fired on a topic word, not on the work")
             return _decided("local", 0.0, f"local:{hard.rule}-overturned", opinion, reasons)
         why = outside if p > bar else f"P(local) {p:.2f} <= {bar:g}, the bar for overturning a word rule"
         reasons.append(f"cloud: {hard.rule} stands ({why})")
@@ -193,7 +200,11 @@ def review_score(scored: Scored, info: Instruction, opinion: Opinion, s: RouterS
     asks = _asks(info)
     if asks is None and scored.target == "cloud" and scored.score <= s.score_threshold and \
             (not opinion.nearest or opinion.nearest[0].similarity < NEAR_ENOUGH):
-        asks = f"the score is in doubt and the nearest exemplar is far (similarity < {NEAR_ENOUGH:g})"
+        if _one_liner(info):
+            reasons.append(f"a short instruction {info.lead!r} governs (mechanical: no reasoning marker, nothing "
+                           "asked): the score's doubt is too little evidence, not a sign of judgement, so t")
+        else:
+            asks = f"the score is in doubt and the nearest exemplar is far (similarity < {NEAR_ENOUGH:g})"
     bar = s.semantic_override if asks else s.semantic_threshold
     if p <= bar:
         reasons.append(f"cloud: P(local) {p:.2f} <= {bar:g}, the bar where {asks} (cloud unless P(local) clears it)"
@@ -216,6 +227,13 @@ def _veto(scored: Scored, info: Instruction, s: RouterSettings, tokens: int, his
     if scored.score > s.score_threshold + SCORE_VETO_MARGIN:
         return f"the score {scored.score:.2f} is clearly past its threshold {s.score_threshold:g}"
     return _outside_words(s, tokens, history)
+
+
+def _one_liner(info: Instruction) -> bool:
+    """A short, plainly mechanical instruction ("Add the nosniff header to every server block"): a
+    mechanical verb governs it, nothing is asked, no judgement verb leads, no marker of reasoning
+    or of a qualitative goal fires."""
+    return info.mechanical and not info.reasoning and not info.quality and info.words <= ONE_LINER_WORDS
 
 
 def _asks(info: Instruction) -> str | None:

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 
 from ollama_dist.config import RouterSettings
+from ollama_dist.errors import ConfigError
 from ollama_dist.ledger.store import TaskHistory
 from ollama_dist.routing.learning import distrust
 from ollama_dist.tasks.model import Job, Task
@@ -108,6 +109,20 @@ def _compile(patterns: list[str]) -> list[_Pattern]:
     return [_Pattern(p) for p in patterns]
 
 
+def _cloud_rule(name: str, spec: Any) -> tuple[list[_Pattern], list[_Pattern]]:
+    """A cloud rule's (work, topic) patterns: a plain list names the work (never overturned)."""
+    field = f"router.vocabulary.cloud_rules.{name}"
+    parts = spec if isinstance(spec, dict) else {"work": spec}
+    unknown = sorted(set(parts) - {"work", "topic"})
+    if unknown or not all(isinstance(v, list) and all(isinstance(p, str) for p in v) for v in parts.values()):
+        raise ConfigError(f"expected a list of patterns, or `work:` and `topic:` lists (found {unknown or spec!r})",
+                          field=field, hint="see the cloud_rules of ollama_dist/data/router.yaml")
+    try:
+        return _compile(parts.get("work", [])), _compile(parts.get("topic", []))
+    except re.error as exc:
+        raise ConfigError(f"not a regular expression: {exc}", field=field) from exc
+
+
 def _first(patterns: list[_Pattern], text: str) -> re.Match[str] | None:
     for pattern in patterns:
         m = pattern.search(text)
@@ -141,6 +156,7 @@ class Instruction:
     judgement: str | None = None  # a judgement verb leading one of its sentences
     question: bool = False  # one of its sentences asks a question
     mechanical: bool = False  # a mechanical verb governs it, no judgement verb leads, nothing is asked
+    cloud_topic: bool = False  # the cloud rule fired on a topic word, not on a pattern naming the work
 
     @property
     def governed(self) -> bool:
@@ -205,7 +221,7 @@ class Rules:
         self.settings = settings
         vocab = dict(vocabulary)
         vocab.update(settings.vocabulary)
-        self._cloud = [(name, _compile(list(pats))) for name, pats in vocab["cloud_rules"].items()]
+        self._cloud = [(name, *_cloud_rule(name, spec)) for name, spec in vocab["cloud_rules"].items()]
         self._local: list[_LocalRule] = []
         for name, spec in vocab["local_rules"].items():
             if isinstance(spec, dict):
@@ -232,12 +248,7 @@ class Rules:
         if hit is not None and hit[0] is task:
             return hit[1]
         text = _words(task.name.replace("-", " ").replace("_", " "), task.description, task.system, task.prompt)
-        cloud_rule = cloud_match = None
-        for name, patterns in self._cloud:
-            m = _first(patterns, text)
-            if m:
-                cloud_rule, cloud_match = name, m.group(0)
-                break
+        cloud_rule, cloud_match, cloud_topic = self._cloud_rule(text)
         local_rule = local_match = None
         structured = task.output.format in ("json", "yaml") or task.output.schema_ is not None
         for rule in self._local:
@@ -259,17 +270,30 @@ class Rules:
             steps=len(self._steps.findall(task.prompt)), words=len(task.prompt.split()),
             wants_reply=bool(self._reply.search(task.prompt.lower())),
             lead=lead, judgement=judgement, question=question,
-            mechanical=lead in self._mechanical and judgement is None and not question,
+            mechanical=lead in self._mechanical and judgement is None and not question, cloud_topic=cloud_topic,
         )
         self._cache[key] = (task, info)  # the task is held, so its id is not reused
         return info
+
+    def _cloud_rule(self, text: str) -> tuple[str | None, str | None, bool]:
+        """(rule, what it matched, on a topic word): a pattern naming the work, in any rule, wins
+        over a topic word, so a topic word decides only where nothing names the work."""
+        for name, work, _ in self._cloud:
+            m = _first(work, text)
+            if m:
+                return name, m.group(0), False
+        for name, _, topic in self._cloud:
+            m = _first(topic, text)
+            if m:
+                return name, m.group(0), True
+        return None, None, False
 
     def hard(self, job: Job, info: Instruction, tokens: int, history: TaskHistory | None) -> Hard | None:
         """The hard rule that decides `job`, checked in order; None leaves it to the score."""
         plain = info.mechanical and not info.quality
         if info.cloud_rule:
             return Hard("cloud", info.cloud_rule, f"{info.cloud_rule}: the instruction says {info.cloud_match!r}",
-                        reviewable=plain and info.cloud_rule not in self._safety)
+                        reviewable=plain and info.cloud_topic and info.cloud_rule not in self._safety)
         if info.wants_reply and job.input_text:
             m = _first(self._angry, job.input_text.lower())
             if m:

@@ -64,10 +64,15 @@ def test_a_word_rule_on_mechanical_work_is_overturned_by_a_clear_opinion() -> No
                                                              (0.75, 0.7, "local")])
 def test_the_bar_for_overturning_a_word_rule_is_the_configured_one(p_local: float, override: float,
                                                                   target: str) -> None:
-    d, _ = decide(DISCLAIMER, p_local, semantic_override=override)
+    d, _ = decide(DISCLAIMER, p_local, semantic_rule_override=override)
     assert d.target == target, d.reasons
     if target == "cloud":
         assert d.rule == "cloud:legal" and "legal stands" in d.reasons[-1]
+
+
+def test_the_rule_bar_is_its_own_setting_not_the_question_bar() -> None:
+    assert decide(DISCLAIMER, 0.75, semantic_override=0.7)[0].target == "cloud"
+    assert decide(DISCLAIMER, 0.85, semantic_override=0.9)[0].target == "local"
 
 
 @pytest.mark.parametrize("prompt", [
