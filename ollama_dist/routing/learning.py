@@ -49,6 +49,9 @@ def advice(history: TaskHistory, min_accuracy: float) -> str | None:
     if history.local_cut_off and history.local_cut_off * 2 >= history.local_failures:
         return (f"{history.local_cut_off} of {history.local_jobs} local answers cut off at max_tokens: "
                 "raise the task's max_tokens (or ask for a shorter answer)")
+    if _wrong_so_far(history, min_accuracy):
+        return (f"{history.local_wrong} of {history.judged} judged local answers wrong so far: at "
+                f"{MIN_JUDGED} judged jobs below {min_accuracy:.0%} it goes to Claude")
     return None
 
 
@@ -56,7 +59,14 @@ def verdict(history: TaskHistory, min_accuracy: float) -> str:
     """`advice` in a few words, for a table cell."""
     if distrust(history, min_accuracy) is not None:
         return "to Claude (wrong)"
-    return "raise max_tokens" if advice(history, min_accuracy) is not None else "-"
+    if advice(history, min_accuracy) is None:
+        return "-"
+    return "wrong so far" if _wrong_so_far(history, min_accuracy) else "raise max_tokens"
+
+
+def _wrong_so_far(history: TaskHistory, min_accuracy: float) -> bool:
+    """Too few judged jobs to distrust the task yet, but its accuracy so far is below the bar."""
+    return history.accuracy is not None and history.judged < MIN_JUDGED and history.accuracy < min_accuracy
 
 
 def failures(history: TaskHistory) -> str:

@@ -159,6 +159,18 @@ def test_answers_that_loop_until_max_tokens_count_as_wrong_and_send_the_task_to_
     assert {r["rule"] for r in routed} == {"cloud:local-accuracy"}
 
 
+def test_two_wrong_answers_are_wrong_so_far_not_yet_distrusted(world: dict[str, Any]) -> None:
+    world["ollama"].script([city("Pytorch")] * 4)
+    world["claude"].answer("*", [city("A")] * 2)
+    task = city_task(Path("t"), count=2)
+    assert run_json(str(task))[0] == 0
+    trust = json.loads(runner.invoke(app, ["router-status", "--json"]).stdout)["trust"]["city"]
+    assert (trust["wrong"], trust["accuracy"], trust["goes_to_claude"]) == (2, 0.0, False)
+    assert trust["advice"] == "2 of 2 judged local answers wrong so far: at 3 judged jobs below 70% it goes to Claude"
+    shown = runner.invoke(app, ["router-status"], terminal_width=120).stdout
+    assert "wrong so far" in shown
+
+
 def test_router_status_shows_the_trust_table(world: dict[str, Any]) -> None:
     world["ollama"].script([city("A")])
     assert run_json(str(city_task(Path("t"))))[0] == 0
