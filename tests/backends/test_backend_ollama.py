@@ -330,3 +330,21 @@ async def test_real_model_json_mode_without_schema_closes_the_object(
     result = await backend(real_ollama.url, http=client).complete(request(review, output_format="json", max_tokens=64))
     assert real_ollama.requests[-1]["format"] == "json"
     assert isinstance(json.loads(result.text), dict)
+
+
+@pytest.mark.real_model
+async def test_a_request_given_up_stops_its_generation_as_ollama_does(
+    real_ollama: FakeOllama, client: httpx.AsyncClient
+) -> None:
+    """A timed-out request closes its connection; Ollama then cancels that generation, so the
+    model is free for the next request instead of writing an answer nobody reads."""
+    b = backend(real_ollama.url, http=client)
+    with pytest.raises(Timeout):
+        await b.complete(request("Write a very long story about a dragon.", max_tokens=4000, timeout_s=0.5))
+    for _ in range(100):  # the server notices the closed connection within a poll or two
+        if real_ollama.cancelled:
+            break
+        await asyncio.sleep(0.05)
+    assert real_ollama.cancelled == 1
+    result = await b.complete(request(CITY_PROMPT, schema=CITY_SCHEMA, max_tokens=64))
+    assert json.loads(result.text)["city"].strip() == "Lisbon"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import select
 import socket
+import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
@@ -88,3 +91,24 @@ def client_gone(conn: socket.socket) -> bool:
         return bool(readable) and conn.recv(1, socket.MSG_PEEK) == b""
     except OSError:
         return True
+
+
+@contextlib.contextmanager
+def watching_client(h: Handler) -> Iterator[threading.Event]:
+    """An event set once the client closes its connection while its answer is made (the real
+    server's request context is cancelled then, and the generation stops with it)."""
+    gone, done = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.05):
+            if client_gone(h.connection):
+                gone.set()
+                return
+
+    watcher = threading.Thread(target=watch, name="fake-ollama-client-watch", daemon=True)
+    watcher.start()
+    try:
+        yield gone
+    finally:
+        done.set()
+        watcher.join()

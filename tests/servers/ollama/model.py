@@ -88,7 +88,8 @@ class Generation:
             return ""
         return THINKING_TEXT
 
-    def _generate(self, job: Job) -> Result:
+    def _generate(self, job: Job, stop: threading.Event | None = None) -> Result:
+        """One answer; `stop` (set when the client goes away) ends a real-model generation early."""
         started = time.perf_counter()
         name = full_name(job.model)
         num_ctx = int(job.options.get("num_ctx") or self.default_context(name))
@@ -102,7 +103,7 @@ class Generation:
         thinking = self._thinking(job, name) if job.endpoint != "openai" else ""
         text = self._answer(job, name)
         if text is None and self.engine is not None:
-            return self._engine_generate(job, messages, num_ctx, num_predict, was_loaded, started)
+            return self._engine_generate(job, messages, num_ctx, num_predict, was_loaded, started, stop)
         if text is None:
             if isinstance(job.fmt, dict):
                 text = json.dumps(example(job.fmt))
@@ -129,6 +130,7 @@ class Generation:
         num_predict: int,
         was_loaded: bool,
         started: float,
+        stop: threading.Event | None = None,
     ) -> Result:
         assert self.engine is not None
         max_tokens = num_predict if num_predict > 0 else ENGINE_DEFAULT_PREDICT
@@ -144,6 +146,7 @@ class Generation:
                 json_mode=job.fmt == "json",
                 n_ctx=num_ctx + max_tokens + 64,
                 seed=int(job.options["seed"]) if job.options.get("seed") is not None else None,
+                stop=stop,
             )
         except OllamaDistError as exc:
             raise HttpError(500, exc.message) from exc

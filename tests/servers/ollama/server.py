@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from tests.servers.ollama.faults import Fault, FaultInjection
-from tests.servers.ollama.handler import Handler, Server, send, send_json
+from tests.servers.ollama.handler import Handler, Server, send, send_json, watching_client
 from tests.servers.ollama.model import Generation
 from tests.servers.ollama.responses import Responses
 from tests.servers.ollama.state import ModelState
@@ -67,6 +67,7 @@ class FakeOllama(ModelState, FaultInjection, Generation, Responses):
         self.always_stop = always_stop
         self.always_stream = always_stream
         self.reloads = 0
+        self.cancelled = 0  # generations stopped because their client closed the connection
         self.requests: list[dict[str, Any]] = []
         self.log: list[tuple[str, str]] = []
         self.max_active = 0
@@ -159,6 +160,7 @@ class FakeOllama(ModelState, FaultInjection, Generation, Responses):
             self._loaded.clear()
             self.max_active = 0
             self.reloads = 0
+            self.cancelled = 0
 
     # --- plumbing --------------------------------------------------------------------
     def _track(self, conn: socket.socket, *, add: bool) -> None:
@@ -320,7 +322,17 @@ class FakeOllama(ModelState, FaultInjection, Generation, Responses):
                 return
             if self.latency_s > 0:
                 self._stopping.wait(self.latency_s)
-            result = self._generate(job)
+            with watching_client(h) as gone:
+                try:
+                    result = self._generate(job, gone)
+                except HttpError:
+                    if not gone.is_set():
+                        raise
+            if gone.is_set():  # the client went away: Ollama cancels the request's generation
+                with self._cv:
+                    self.cancelled += 1
+                h.close_connection = True
+                return
             self._mark_loaded(job.model, result.num_ctx, job.keep_alive)
             self._respond(h, job, result)
         except HttpError as exc:
