@@ -27,9 +27,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from ollama_dist.errors import InputError
+from ollama_dist.errors import InputError, InputErrors
 from ollama_dist.tasks.model import Task
-from ollama_dist.yamlfile import YamlDoc, load_yaml, parse_yaml, validation_error
+from ollama_dist.yamlfile import YamlDoc, load_yaml, parse_yaml, validation_errors
 
 Label = Literal["deterministic", "reasoning"]
 SHIPPED = "data/exemplars/bank.yaml"
@@ -116,34 +116,35 @@ def parse_bank(doc: YamlDoc) -> list[Exemplar]:
         raise _located(exc, doc) from exc
     seen: dict[str, int] = {}
     out: list[Exemplar] = []
+    repeated: list[InputError] = []
     for i, item in enumerate(items):
         line = doc.line_of((i,)) or 1
         if item.id in seen:
-            raise InputError(f"duplicate exemplar id {item.id!r} (first on line {seen[item.id]})",
-                             file=str(doc.path), line=doc.line_of((i, "id")) or line, field=f"[{i}].id",
-                             hint="give every exemplar its own id")
+            repeated.append(InputError(f"duplicate exemplar id {item.id!r} (first on line {seen[item.id]})",
+                                       file=str(doc.path), line=doc.line_of((i, "id")) or line, field=f"[{i}].id",
+                                       hint="give every exemplar its own id"))
+            continue
         seen[item.id] = line
         o = item.output
         text = instruction_text(item.name, item.description, item.system, item.prompt, o.format,
                                 o.schema_, o.pattern)
         out.append(Exemplar(item.id, item.label, text, f"{doc.path}:{line}"))
+    if repeated:
+        raise InputErrors.of(repeated)
     return out
 
 
 def _located(exc: ValidationError, doc: YamlDoc) -> InputError:
-    loc = exc.errors()[0]["loc"]
-    if loc and isinstance(loc[0], int):
-        return _item_error(exc, doc, loc[0])
-    return InputError(str(exc.errors()[0]["msg"]), file=str(doc.path), line=1)
-
-
-def _item_error(exc: ValidationError, doc: YamlDoc, index: int) -> InputError:
-    """The first error of item `index`, named as `[index].field` with its line."""
-    try:
-        ExemplarItem.model_validate(doc.data[index])
-    except ValidationError as inner:
-        return validation_error(inner, doc, ExemplarItem, prefix=(index,))
-    return InputError(str(exc.errors()[0]["msg"]), file=str(doc.path), line=doc.line_of((index,)))
+    """Every problem of every item, each named as `[index].field` with its line, in line order."""
+    found: list[InputError] = []
+    for index in dict.fromkeys(e["loc"][0] for e in exc.errors() if e["loc"] and isinstance(e["loc"][0], int)):
+        try:
+            ExemplarItem.model_validate(doc.data[index])
+        except ValidationError as inner:
+            found += validation_errors(inner, doc, ExemplarItem, prefix=(index,))
+    if not found:
+        return InputError(str(exc.errors()[0]["msg"]), file=str(doc.path), line=1)
+    return InputErrors.of(sorted(found, key=lambda e: e.line or 0))
 
 
 def shipped_bank() -> list[Exemplar]:

@@ -210,6 +210,16 @@ def test_a_bad_user_exemplar_file_names_file_line_and_field(tmp_path: Path, isol
     bad.write_text("- id: my-1\n  label: reasoning\n  nmae: a\n  prompt: p\n")
     result = runner.invoke(app, ["route", str(tmp_path / "t.yaml"), "--json"])
     assert result.exit_code == 2 and f"{bad}:3" in result.stderr and "did you mean `name`" in result.stderr
+    # every mistake of the file, in line order, each item's own (and a repeated id too)
+    bad.write_text("- id: my-1\n  label: maybe\n  name: a\n  prompt: p\n"
+                   "- id: my-2\n  label: reasoning\n  name: b\n  promt: q\n")
+    result = runner.invoke(app, ["route", str(tmp_path / "t.yaml"), "--json"])
+    errors = json.loads(result.stdout)["error"]["errors"]
+    assert result.exit_code == 2 and [(e["line"], e["field"]) for e in errors] == [(2, "[0].label"), (8, "[1].promt")]
+    bad.write_text("- {id: my-1, label: reasoning, name: a, prompt: p}\n- {id: my-1, label: reasoning, name: b, "
+                   "prompt: q}\n- {id: my-1, label: reasoning, name: c, prompt: r}\n")
+    result = runner.invoke(app, ["route", str(tmp_path / "t.yaml"), "--json"])
+    assert [e["line"] for e in json.loads(result.stdout)["error"]["errors"]] == [2, 3]
 
 
 def test_semantic_off_in_the_config(tmp_path: Path) -> None:
