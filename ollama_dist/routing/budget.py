@@ -105,8 +105,10 @@ class Budget:
             return decision
         why = (f"budget: {lvl.describe(self.now)}: a borderline cloud decision (confidence "
                f"{decision.confidence:.2f} < {lvl.confidence_below:g}, score {decision.score:.2f} <= {ceiling:.2f}) "
-               "tries local first; its answer is still validated and escalated to Claude when it fails")
-        return decision.model_copy(update={"target": "local", "reasons": (*decision.reasons, why)})
+               "tries local first; its answer is still validated and, when it fails, escalated to the cloud model "
+               "the router chose")
+        return decision.model_copy(update={"target": "local", "moved_from": "cloud",
+                                           "reasons": (*decision.reasons, why)})
 
 
 def _span(seconds: float) -> str:

@@ -87,6 +87,7 @@ class Decision(BaseModel):
     reasons: tuple[str, ...]
     p_local: float | None = None  # the second opinion, when it was asked
     nearest: tuple[Neighbour, ...] = ()
+    moved_from: Target | None = None  # the router's own target, when the budget moved the job (routing.budget)
 
 
 class Reviewer(Protocol):

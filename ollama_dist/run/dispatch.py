@@ -134,6 +134,8 @@ class Dispatcher:
         local_model, escalation_model, cloud_model = self.models(job)
         cloud_for_local = Tier("cloud", self.lanes.cloud, escalation_model, CLOUD_ATTEMPTS,
                                self.settings.cloud.effort_escalated)
+        if decision.moved_from == "cloud":  # the router chose Claude; the budget tried local first
+            cloud_for_local = Tier("cloud", self.lanes.cloud, cloud_model, CLOUD_ATTEMPTS)
         if decision.target == "cloud":
             return [Tier("cloud", self.lanes.cloud, cloud_model, CLOUD_ATTEMPTS)]
         tiers = [cloud_for_local]

@@ -73,7 +73,8 @@ def test_only_borderline_cloud_decisions_move_and_they_say_why(
     assert after.reasons[:-1] == decision.reasons
     why = after.reasons[-1]
     assert why.startswith("budget: the plan's five-hour usage is ") and "threshold" in why
-    assert "still validated and escalated" in why
+    assert "still validated and, when it fails, escalated to the cloud model the router chose" in why
+    assert after.moved_from == "cloud" and decision.moved_from is None
 
 
 def test_the_reason_names_the_reading_and_the_threshold() -> None:
@@ -169,4 +170,5 @@ def test_a_job_the_budget_moves_is_answered_locally_or_escalated(
         again = CliRunner().invoke(app, ["run", "t.yaml", "--json", "--quiet"])
         summary = {j["task"]: j for j in json.loads(again.stdout)["jobs"]}["summary"]
         assert summary["routed_to"] == "local" and summary["escalated"] is True and summary["status"] == "ok"
-        assert summary["actual_model"] == "claude-haiku-5-5"
+        # ...to the model the router chose for it (models.cloud), not the escalation model of local tasks
+        assert summary["actual_model"] == "claude-sonnet-5-5"
