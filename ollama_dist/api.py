@@ -46,6 +46,7 @@ class Routed:
             # the second opinion, when it was asked: P(local) and the labelled instructions nearest this one
             "p_local": d.p_local,
             "nearest": [n.model_dump() for n in d.nearest],
+            "moved_from": d.moved_from,  # "cloud" when the budget moved a borderline cloud decision local
             "error": self.job.error,  # the job will fail without a model call (its input is unreadable)
             "notes": list(self.job.notes),
         }

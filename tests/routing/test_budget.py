@@ -132,7 +132,8 @@ def test_route_follows_the_recorded_usage(isolated_home: Path) -> None:
     ledger.record_plan_usage(PlanUsage(time.time(), "cc-1", Window(62.0, time.time() + 3000)))
     ledger.close()
     after = route(isolated_home)
-    assert after["summary"]["target"] == "local"
+    assert after["summary"]["target"] == "local" and after["summary"]["moved_from"] == "cloud"
+    assert before["summary"]["moved_from"] is None
     assert any(str(r).startswith("budget: the plan's five-hour usage is 62%") for r in after["summary"]["reasons"])
     assert after["tidy"]["target"] == "cloud"  # a clear score: not borderline
     assert after["fix"]["target"] == "cloud" and after["fix"]["rule"] == "cloud:debugging"  # a hard rule, never
