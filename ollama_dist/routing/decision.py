@@ -16,7 +16,8 @@ Built once from settings; `Router.decide` is pure and cheap. In order:
    message, a long context and an explicit `kind:` are never put to the second opinion;
 3. otherwise the soft score (routing/score.py) decides, reviewed by the second opinion:
    `cloud unless P(local) > t`, raised to `semantic_override` where the instruction asks a
-   question, a judgement verb leads a sentence, or the score is in doubt and the nearest
+   question (not a lookup question: a fact the given text states, routing/rules.py), a judgement
+   verb leads a sentence, or the score is in doubt and the nearest
    exemplar is far (not for a short instruction a mechanical verb governs with no marker of
    reasoning: there the doubt is only few words); a judgement verb governing the instruction,
    a score clearly cloud, a long input or a history of failed local answers veto local.
@@ -232,13 +233,14 @@ def _veto(scored: Scored, info: Instruction, s: RouterSettings, tokens: int, his
 
 def _one_liner(info: Instruction) -> bool:
     """A short, plainly mechanical instruction ("Add the nosniff header to every server block"): a
-    mechanical verb governs it, nothing is asked, no judgement verb leads, no marker of reasoning
-    or of a qualitative goal fires."""
-    return info.mechanical and not info.reasoning and not info.quality and info.words <= ONE_LINER_WORDS
+    mechanical verb governs it (or it only asks lookup questions: "Which document class does this
+    preamble use?"), no judgement verb leads, no marker of reasoning or of a qualitative goal fires."""
+    plain = info.mechanical or info.lookup
+    return plain and not info.reasoning and not info.quality and info.words <= ONE_LINER_WORDS
 
 
 def _asks(info: Instruction) -> str | None:
-    if info.question:
+    if info.question and not info.lookup:
         return "the instruction asks a question"
     if info.judgement:
         return f"a judgement verb leads a sentence ({info.judgement!r})"
