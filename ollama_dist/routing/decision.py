@@ -15,9 +15,9 @@ Built once from settings; `Router.decide` is pure and cheap. In order:
    The safety rules (`safety_rules` in data/router.yaml: complaint, sensitive), an upset
    message, a long context and an explicit `kind:` are never put to the second opinion;
 3. otherwise the soft score (routing/score.py) decides, reviewed by the second opinion:
-   `cloud unless P(local) > t`, raised to `semantic_override` where the instruction asks a
-   question (not a lookup question: a fact the given text states, routing/rules.py), a judgement
-   verb leads a sentence, or the score is in doubt and the nearest
+   `cloud unless P(local) > t` (`semantic_lookup_threshold` for a lookup question: a fact the
+   given text states, routing/rules.py), raised to `semantic_override` where the instruction asks
+   any other question, a judgement verb leads a sentence, or the score is in doubt and the nearest
    exemplar is far (not for a short instruction a mechanical verb governs with no marker of
    reasoning: there the doubt is only few words); a judgement verb governing the instruction,
    a score clearly cloud, a long input or a history of failed local answers veto local.
@@ -207,12 +207,13 @@ def review_score(scored: Scored, info: Instruction, opinion: Opinion, s: RouterS
                            "asked): the score's doubt is too little evidence, not a sign of judgement, so t")
         else:
             asks = f"the score is in doubt and the nearest exemplar is far (similarity < {NEAR_ENOUGH:g})"
-    bar = s.semantic_override if asks else s.semantic_threshold
+    bar = s.semantic_override if asks else s.semantic_lookup_threshold if info.lookup else s.semantic_threshold
+    t = "the lookup bar" if info.lookup and not asks else "t"
     if p <= bar:
         reasons.append(f"cloud: P(local) {p:.2f} <= {bar:g}, the bar where {asks} (cloud unless P(local) clears it)"
-                       if asks else f"cloud: P(local) {p:.2f} <= t {bar:g} (cloud unless P(local) > t)")
+                       if asks else f"cloud: P(local) {p:.2f} <= {t} {bar:g} (cloud unless P(local) > {t})")
         return _decided("cloud", scored.score, None, opinion, reasons)
-    cleared = f"P(local) {p:.2f} > {bar:g}, the bar where {asks}," if asks else f"P(local) {p:.2f} > t {bar:g}"
+    cleared = f"P(local) {p:.2f} > {bar:g}, the bar where {asks}," if asks else f"P(local) {p:.2f} > {t} {bar:g}"
     veto = _veto(scored, info, s, tokens, history)
     if veto is not None:
         reasons.append(f"cloud: {cleared} but {veto} (when the words say judgement or the score says "

@@ -172,7 +172,8 @@ _WORD = re.compile(r"[a-z][a-z'-]*")
 _FILLERS = frozenset("please now then also and just first finally next so kindly simply".split())
 _SETTINGS = frozenset("given using from for in with based across on within after before according per looking".split())
 _ASKING = frozenset(("is are does do did should would could can will which why how what when where who whether "
-                     "isn't doesn't shouldn't won't can't what's how's").split())
+                     "isn't doesn't shouldn't won't can't what's how's where's who's "
+                     "whats hows wheres whos whys isnt doesnt shouldnt wont cant").split())  # and as typed in chat
 _REQUESTS = [[aux, "you"] for aux in ("can", "could", "would", "will")]
 _PRONOUNS = [[w] for w in "i we you they it this that these those there".split()]
 
@@ -213,11 +214,15 @@ def _sentences(prompt: str) -> list[tuple[list[str], bool]]:
 _DOES = frozenset(("does", "do", "did"))
 
 
+FRAGMENT_WORDS = 15
+
+
 class _Lookup:
     """A lookup question asks for a fact the given text states ("Which version of serde does this
-    Cargo.lock resolve?"): it opens with an opener (after a setting clause) and no word of
-    inference (a modal, a condition, a comparison, a verdict) occurs in it. See `lookup_questions`
-    in data/router.yaml."""
+    Cargo.lock resolve?"), or is a short fragment with no question word ("gcc flag for C++20?",
+    "18px in rem?"): it opens with an opener (after a setting clause) or is a fragment of at most
+    FRAGMENT_WORDS words, and no word of inference (a modal, a comparison, a verdict) occurs in it.
+    See `lookup_questions` in data/router.yaml."""
 
     def __init__(self, spec: Mapping[str, Any]) -> None:
         openers = [str(o).split() for o in spec.get("openers", [])]
@@ -227,7 +232,8 @@ class _Lookup:
         self._predictions = frozenset(str(w) for w in spec.get("predictions", []))
 
     def __call__(self, words: list[str]) -> bool:
-        if not (words[0] in self._one or words[:2] in self._two) or not self._inference.isdisjoint(words):
+        fragment = words[0] not in _ASKING and len(words) <= FRAGMENT_WORDS
+        if not (fragment or words[0] in self._one or words[:2] in self._two) or not self._inference.isdisjoint(words):
             return False
         aux = next((i for i, w in enumerate(words) if w in _DOES), None)
         return aux is None or self._predictions.isdisjoint(words[aux + 1:])
