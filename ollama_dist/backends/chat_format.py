@@ -6,10 +6,15 @@ model's `chat_format`. Some formats have no system role: `gemma` (Gemma's turns 
 the model. Gemma's own chat template folds the system text into the first user turn;
 `fold_system` does the same for any format that drops it.
 
-Whether a format drops it is not guessed from its name: `renders_system` renders a probe
-conversation through the very handler `Llama.create_chat_completion` would use, with a
-stand-in for the model that records the prompt it is asked to tokenize and stops there
+In the embedded tier, whether a format drops it is not guessed from its name: `renders_system`
+renders a probe conversation through the very handler `Llama.create_chat_completion` would use,
+with a stand-in for the model that records the prompt it is asked to tokenize and stops there
 (nothing is generated), and looks for the probe's system text in that prompt.
+
+A remote OpenAI-compatible server's format cannot be probed. There the model's family says it:
+`lacks_system_role` (Gemma). Folding for a Gemma model gives the very prompt Gemma's own template
+renders, so it changes nothing where the server uses that template, and it keeps the system text
+where the server's format drops it (llama-cpp-python's `--chat_format gemma`).
 """
 
 from __future__ import annotations
@@ -58,6 +63,12 @@ def renders_system(llama: Any) -> bool:
     the probe cannot tell: the messages are then sent as they are)."""
     prompt = rendered_prompt(llama, [{"role": "system", "content": PROBE_SYSTEM}, {"role": "user", "content": "hi"}])
     return prompt is None or PROBE_SYSTEM in prompt
+
+
+def lacks_system_role(model: str) -> bool:
+    """Whether `model` is of a family whose chat template has no system role: Gemma's turns are
+    only `user` and `model` (gemma, gemma2, gemma3, codegemma, ... in any model id or file name)."""
+    return "gemma" in model.lower()
 
 
 def fold_system(messages: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:

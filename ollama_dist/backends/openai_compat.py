@@ -20,6 +20,9 @@ run. Nothing is written to disk: relearning costs one rejected request per run,
 which such servers answer before any inference, while a cache file would go stale
 the day another server takes over the same port.
 
+A Gemma model's system prompt is folded into the first user turn (`chat_format.lacks_system_role`):
+Gemma has no system role, and llama-cpp-python's `gemma` format drops system messages.
+
 An answer that used all of `max_tokens` is reported as cut off (`length`) even
 when the server says `stop`, as some do whatever happened.
 """
@@ -33,6 +36,7 @@ from typing import Any, Literal, Self
 import httpx
 
 from ollama_dist.backends.base import Completion, Lane, Request, closed_schema
+from ollama_dist.backends.chat_format import fold_system, lacks_system_role
 from ollama_dist.backends.http import request_json
 from ollama_dist.backends.ollama import chat_messages
 from ollama_dist.errors import BackendError, BadRequest, BadResponse, ConfigError
@@ -119,9 +123,10 @@ class OpenAICompatBackend:
         return self._client
 
     def _body(self, request: Request, form: SchemaForm) -> dict[str, Any]:
+        messages = chat_messages(request)
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": chat_messages(request),
+            "messages": fold_system(messages) if lacks_system_role(request.model) else messages,
             "stream": False,
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,

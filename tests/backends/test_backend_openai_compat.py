@@ -61,10 +61,12 @@ def test_url_needs_a_scheme() -> None:
 
 
 async def test_completion_and_wire_body(fake_ollama: FakeOllama, client: httpx.AsyncClient) -> None:
+    fake_ollama.add_model("qwen2.5:0.5b", family="qwen2")
     fake_ollama.script(['{"city": "Lisbon"}'])
     b = OpenAICompatBackend(fake_ollama.url + "/v1", client=client, name="lmstudio")
-    result = await b.complete(request("Where?", system="JSON only.", schema=CITY_SCHEMA, max_tokens=32))
-    assert result.text == '{"city": "Lisbon"}' and result.model == MODEL
+    result = await b.complete(request("Where?", system="JSON only.", schema=CITY_SCHEMA, max_tokens=32,
+                                      model="qwen2.5:0.5b"))
+    assert result.text == '{"city": "Lisbon"}' and result.model == "qwen2.5:0.5b"
     assert (result.backend, result.lane, result.host, result.stop_reason) == ("lmstudio", "local", fake_ollama.url, "stop")
     assert result.input_tokens > 0 and result.output_tokens > 0
     [sent] = fake_ollama.requests
@@ -74,6 +76,19 @@ async def test_completion_and_wire_body(fake_ollama: FakeOllama, client: httpx.A
         "type": "json_schema",
         "json_schema": {"name": "answer", "schema": CITY_SCHEMA},
     }
+
+
+@pytest.mark.parametrize("model", ["gemma3:270m", "gemma-3-270m-it-Q8_0.gguf", "google/codegemma-7b"])
+async def test_a_gemma_models_system_prompt_is_folded_into_the_first_user_turn(
+        fake_ollama: FakeOllama, client: httpx.AsyncClient, model: str) -> None:
+    """Gemma has no system role (llama_cpp.server's gemma format drops system messages): the
+    system text goes before the first user turn's, as Gemma's own template puts it."""
+    if model != MODEL:
+        fake_ollama.add_model(model)
+    b = OpenAICompatBackend(fake_ollama.url, client=client)
+    await b.complete(request("Where?", system="JSON only.", model=model))
+    [sent] = fake_ollama.requests
+    assert sent["messages"] == [{"role": "user", "content": "JSON only.\n\nWhere?"}]
 
 
 async def test_no_response_format_without_a_schema(fake_ollama: FakeOllama, client: httpx.AsyncClient) -> None:
