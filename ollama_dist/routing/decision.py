@@ -11,7 +11,7 @@ Built once from settings; `Router.decide` is pure and cheap. In order:
      `semantic_rule_override`) and nothing the words cannot show says cloud;
    - a word rule's *local*, when the instruction is not plainly mechanical and its nearest
      exemplars are not local (P(local) <= t where it asks or a judgement verb leads, else
-     <= 1 - `semantic_override`).
+     <= 1 - t: they lean cloud as clearly as t needs them to lean local).
    The safety rules (`safety_rules` in data/router.yaml: complaint, sensitive), an upset
    message, a long context and an explicit `kind:` are never put to the second opinion;
 3. otherwise the soft score (routing/score.py) decides, reviewed by the second opinion:
@@ -183,7 +183,7 @@ def review_rule(hard: Hard, info: Instruction, opinion: Opinion, s: RouterSettin
         reasons.append(f"cloud: {hard.rule} stands ({why})")
         return _decided("cloud", score, rule, opinion, reasons)
     asks = _asks(info)
-    low = s.semantic_threshold if asks else 1.0 - bar
+    low = s.semantic_threshold if asks else 1.0 - s.semantic_threshold
     if p <= low:
         why = (f"{asks} and P(local) {p:.2f} <= t {low:g}" if asks else
                f"no mechanical verb governs it and P(local) {p:.2f} <= {low:g} (its nearest exemplars are cloud)")

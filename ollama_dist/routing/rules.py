@@ -219,9 +219,11 @@ FRAGMENT_WORDS = 15
 
 class _Lookup:
     """A lookup question asks for a fact the given text states ("Which version of serde does this
-    Cargo.lock resolve?"), or is a short fragment with no question word ("gcc flag for C++20?",
+    Cargo.lock resolve?"), or is a short fragment with no question word in it ("gcc flag for C++20?",
     "18px in rem?"): it opens with an opener (after a setting clause) or is a fragment of at most
-    FRAGMENT_WORDS words, and no word of inference (a modal, a comparison, a verdict) occurs in it.
+    FRAGMENT_WORDS words, and no word of inference (a modal, a comparison, a verdict, a choice) occurs
+    in it; after "does" it names what the text states ("Which ports does it expose?"), not what the
+    thing would do ("How many queries does it send?").
     See `lookup_questions` in data/router.yaml."""
 
     def __init__(self, spec: Mapping[str, Any]) -> None:
@@ -229,14 +231,14 @@ class _Lookup:
         self._one = frozenset(o[0] for o in openers if len(o) == 1)
         self._two = [o for o in openers if len(o) == 2]
         self._inference = frozenset(str(w) for w in spec.get("inference", []))
-        self._predictions = frozenset(str(w) for w in spec.get("predictions", []))
+        self._statements = frozenset(str(w) for w in spec.get("statements", []))
 
     def __call__(self, words: list[str]) -> bool:
-        fragment = words[0] not in _ASKING and len(words) <= FRAGMENT_WORDS
+        fragment = len(words) <= FRAGMENT_WORDS and _ASKING.isdisjoint(words)  # "In what order ...?" is no fragment
         if not (fragment or words[0] in self._one or words[:2] in self._two) or not self._inference.isdisjoint(words):
             return False
         aux = next((i for i, w in enumerate(words) if w in _DOES), None)
-        return aux is None or self._predictions.isdisjoint(words[aux + 1:])
+        return aux is None or not self._statements.isdisjoint(words[aux + 1:])
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ def read(prompt: str) -> bool:
 @pytest.mark.parametrize("prompt", [
     "Which version of serde does this Cargo.lock resolve?",
     "In the Gemfile.lock below, what version of nokogiri is locked? Just the version string.",
-    "Per the runbook below, who do I escalate to if the payments service is still down after 30 minutes?",
+    "Per the runbook below, who is paged when the payments service is down?",
     "According to the schema below, what arguments does Query.orders take?",
     "Looking only at the phpunit.xml below, which directory is configured as the test suite?",
     "How many hints in the hlint output are \"Use <$>\"? Number only.",
@@ -47,6 +47,9 @@ def test_a_question_answered_by_reading_is_a_lookup(prompt: str) -> None:
     "Convert this CSV to JSON.",  # nothing asked
     "this works at -O0 but returns garbage at -O2. wheres the UB?",  # a question word as typed in chat
     "thread safe if two goroutines call it at once?",  # a fragment with a condition
+    "Merge this today or wait for QA?",  # a choice between alternatives
+    "How many HTTP calls does this handler make per request?",  # does ... make: what the code would do
+    "Per the runbook below, who do I escalate to after 30 minutes?",  # does/do + a verb the text need not state
     "Our nightly export from the warehouse to the partner bucket fails on about a third of the runs since "
     "Tuesday's change?",  # a fragment too long to be a lookup
 ])
