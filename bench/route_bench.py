@@ -7,9 +7,9 @@
   by someone who did not tune on them;
 - the bank routed leave-one-out (each exemplar as a task, its own vector left out of the vote),
   and the bank-only classifier's leave-one-out (no rules): a sanity figure;
-- cross-writer: the bank was written by three blind writers (PROVENANCE.md: the first 420 items,
-  then 180, then 150 appended); each writer's items routed with only the others' as the bank. No
-  writer saw another's items, so this is the figure closest to a blind set;
+- cross-writer: the bank was written by two blind writers (PROVENANCE.md: the first 420 items,
+  then 180 appended); each writer's items routed with only the other writer's as the bank, both
+  directions. Neither writer saw the other's items, so this is the figure closest to a blind set;
 - speed per decision: fan-out (10,000 jobs over the devset's 120 tasks: the words are read and
   embedded once per task) and all-distinct (every job a task of its own: every decision embeds);
 - the model's load time (imports, model file check, session, bank vectors).
@@ -116,42 +116,32 @@ def bank_jobs() -> list[tuple[Job, str]]:
     return out
 
 
-def bank_router(loaded: Loaded, settings: RouterSettings, rows: Sequence[int] | None = None) -> Router:
+def bank_router(loaded: Loaded, settings: RouterSettings, rows: slice | None = None) -> Router:
     """A router over the bank's own vectors (no embedding): leave-one-out over the whole bank, or
     only the exemplars in `rows` as the bank (the cross-writer figure)."""
     ex, vecs = loaded.knn.exemplars, loaded.knn.vectors
-    knn = _LeaveOut(ex, vecs, settings.semantic_k) if rows is None else \
-        Knn([ex[i] for i in rows], vecs[list(rows)], settings.semantic_k)
+    knn = _LeaveOut(ex, vecs, settings.semantic_k) if rows is None else Knn(ex[rows], vecs[rows], settings.semantic_k)
     so = SecondOpinion(settings, store=_Vectors(loaded), loader=lambda: Loaded(loaded.embedder, knn))
     return Router(settings, second_opinion=so)
 
 
-# PROVENANCE.md: each blind writer's batch, in bank order, by the id of its first item
-WRITERS = (("w1", "rust-001"), ("w2", "php-001"), ("w3", "go-301"))
+FIRST_WRITER = 420  # PROVENANCE.md: the first writer's 420 items; the second writer's 180 follow (php-001 on)
 
 
-def writers(items: Sequence[tuple[Job, str]]) -> list[tuple[str, range]]:
-    """Each writer's batch of the shipped bank, as a range of rows (checked against the boundaries)."""
-    ids = [j.id for j, _ in items]
-    starts = []
-    for name, first in WRITERS:
-        if first not in ids:
-            sys.exit(f"route_bench: the bank no longer holds {name}'s first item {first} (PROVENANCE.md)")
-        starts.append(ids.index(first))
-    if starts[0] != 0 or starts != sorted(starts):
-        sys.exit("route_bench: the writers' batches are no longer in bank order (PROVENANCE.md)")
-    ends = starts[1:] + [len(ids)]
-    return [(name, range(a, b)) for (name, _), a, b in zip(WRITERS, starts, ends, strict=True)]
+def writers(items: Sequence[tuple[Job, str]]) -> tuple[slice, slice]:
+    """The two writers' batches of the shipped bank, as slices (checked against the boundary)."""
+    if len(items) <= FIRST_WRITER or items[FIRST_WRITER][0].id != "php-001":
+        sys.exit("route_bench: the bank no longer starts its second writer's batch at php-001 (item 421)")
+    return slice(0, FIRST_WRITER), slice(FIRST_WRITER, len(items))
 
 
 def cross_writer(loaded: Loaded, settings: RouterSettings, items: Sequence[tuple[Job, str]],
                  show_misses: bool) -> None:
-    """Each writer's items routed with only the other writers' items as the bank."""
-    batches = writers(items)
+    """Each writer's items routed with the other writer's items as the only bank."""
+    first, second = writers(items)
     total = [0, 0, 0, 0, 0, 0]
-    for name, routed in batches:
-        part = [items[i] for i in routed]
-        bank = [i for other, rows in batches if other != name for i in rows]
+    for name, routed, bank in (("w2 by w1", second, first), ("w1 by w2", first, second)):
+        part = items[routed]
         routers = (Router(settings), bank_router(loaded, settings, bank))
         cols = []
         for router in routers:
@@ -160,11 +150,11 @@ def cross_writer(loaded: Loaded, settings: RouterSettings, items: Sequence[tuple
         if router is routers[1]:
             for i, n in enumerate((round(rate * len(part)), len(part), leak, cloud, over, local)):
                 total[i] += n
-        print(f"{name + ' by rest':10s} {len(part):5d}   {cols[0]}   {cols[1]}")
+        print(f"{name:10s} {len(part):5d}   {cols[0]}   {cols[1]}")
         if show_misses:
             misses(routers, part)
     agree, n, leak, cloud, over, local = total
-    print(f"cross-writer, rules + second opinion, every writer by the others: agreement {100 * agree / n:.1f}%, "
+    print(f"cross-writer, rules + second opinion, both directions: agreement {100 * agree / n:.1f}%, "
           f"reasoning->local {leak}/{cloud}, det->cloud {over}/{local}")
 
 

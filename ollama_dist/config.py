@@ -58,8 +58,6 @@ class RouterSettings(_Section):
     vocabulary: dict[str, Any] = Field(default_factory=dict, description="overrides of data/router.yaml")
     semantic: bool = Field(True, description="a second opinion from labelled examples where no hard rule fires")
     semantic_threshold: float = Field(0.6, ge=0, le=1, description="local only when P(local) > this")
-    semantic_lookup_threshold: float = Field(0.5, ge=0, le=1, description=(
-        "a lookup question (a fact the given text states) goes local when P(local) is above this"))
     semantic_override: float = Field(0.8, ge=0, le=1, description=(
         "the clear bar: a question or a judgement verb needs P(local) above it to go local; at most 1 minus "
         "it overturns a word rule's local"))

@@ -11,13 +11,12 @@ Built once from settings; `Router.decide` is pure and cheap. In order:
      `semantic_rule_override`) and nothing the words cannot show says cloud;
    - a word rule's *local*, when the instruction is not plainly mechanical and its nearest
      exemplars are not local (P(local) <= t where it asks or a judgement verb leads, else
-     <= 1 - t: they lean cloud as clearly as t needs them to lean local).
+     <= 1 - `semantic_override`).
    The safety rules (`safety_rules` in data/router.yaml: complaint, sensitive), an upset
    message, a long context and an explicit `kind:` are never put to the second opinion;
 3. otherwise the soft score (routing/score.py) decides, reviewed by the second opinion:
-   `cloud unless P(local) > t` (`semantic_lookup_threshold` for a lookup question: a fact the
-   given text states, routing/rules.py), raised to `semantic_override` where the instruction asks
-   any other question, a judgement verb leads a sentence, or the score is in doubt and the nearest
+   `cloud unless P(local) > t`, raised to `semantic_override` where the instruction asks a
+   question, a judgement verb leads a sentence, or the score is in doubt and the nearest
    exemplar is far (not for a short instruction a mechanical verb governs with no marker of
    reasoning: there the doubt is only few words); a judgement verb governing the instruction,
    a score clearly cloud, a long input or a history of failed local answers veto local.
@@ -183,7 +182,7 @@ def review_rule(hard: Hard, info: Instruction, opinion: Opinion, s: RouterSettin
         reasons.append(f"cloud: {hard.rule} stands ({why})")
         return _decided("cloud", score, rule, opinion, reasons)
     asks = _asks(info)
-    low = s.semantic_threshold if asks else 1.0 - s.semantic_threshold
+    low = s.semantic_threshold if asks else 1.0 - bar
     if p <= low:
         why = (f"{asks} and P(local) {p:.2f} <= t {low:g}" if asks else
                f"no mechanical verb governs it and P(local) {p:.2f} <= {low:g} (its nearest exemplars are cloud)")
@@ -207,13 +206,12 @@ def review_score(scored: Scored, info: Instruction, opinion: Opinion, s: RouterS
                            "asked): the score's doubt is too little evidence, not a sign of judgement, so t")
         else:
             asks = f"the score is in doubt and the nearest exemplar is far (similarity < {NEAR_ENOUGH:g})"
-    bar = s.semantic_override if asks else s.semantic_lookup_threshold if info.lookup else s.semantic_threshold
-    t = "the lookup bar" if info.lookup and not asks else "t"
+    bar = s.semantic_override if asks else s.semantic_threshold
     if p <= bar:
         reasons.append(f"cloud: P(local) {p:.2f} <= {bar:g}, the bar where {asks} (cloud unless P(local) clears it)"
-                       if asks else f"cloud: P(local) {p:.2f} <= {t} {bar:g} (cloud unless P(local) > {t})")
+                       if asks else f"cloud: P(local) {p:.2f} <= t {bar:g} (cloud unless P(local) > t)")
         return _decided("cloud", scored.score, None, opinion, reasons)
-    cleared = f"P(local) {p:.2f} > {bar:g}, the bar where {asks}," if asks else f"P(local) {p:.2f} > {t} {bar:g}"
+    cleared = f"P(local) {p:.2f} > {bar:g}, the bar where {asks}," if asks else f"P(local) {p:.2f} > t {bar:g}"
     veto = _veto(scored, info, s, tokens, history)
     if veto is not None:
         reasons.append(f"cloud: {cleared} but {veto} (when the words say judgement or the score says "
@@ -234,14 +232,13 @@ def _veto(scored: Scored, info: Instruction, s: RouterSettings, tokens: int, his
 
 def _one_liner(info: Instruction) -> bool:
     """A short, plainly mechanical instruction ("Add the nosniff header to every server block"): a
-    mechanical verb governs it (or it only asks lookup questions: "Which document class does this
-    preamble use?"), no judgement verb leads, no marker of reasoning or of a qualitative goal fires."""
-    plain = info.mechanical or info.lookup
-    return plain and not info.reasoning and not info.quality and info.words <= ONE_LINER_WORDS
+    mechanical verb governs it, nothing is asked, no judgement verb leads, no marker of reasoning
+    or of a qualitative goal fires."""
+    return info.mechanical and not info.reasoning and not info.quality and info.words <= ONE_LINER_WORDS
 
 
 def _asks(info: Instruction) -> str | None:
-    if info.question and not info.lookup:
+    if info.question:
         return "the instruction asks a question"
     if info.judgement:
         return f"a judgement verb leads a sentence ({info.judgement!r})"

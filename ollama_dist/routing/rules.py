@@ -155,7 +155,6 @@ class Instruction:
     lead: str | None = None  # the verb that governs the instruction: its first sentence's first word
     judgement: str | None = None  # a judgement verb leading one of its sentences
     question: bool = False  # one of its sentences asks a question
-    lookup: bool = False  # every question it asks looks up a fact in the given text (`_Lookup`)
     mechanical: bool = False  # a mechanical verb governs it, no judgement verb leads, nothing is asked
     cloud_topic: bool = False  # the cloud rule fired on a topic word, not on a pattern naming the work
 
@@ -170,10 +169,9 @@ _SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\n+")
 _BULLET = re.compile(r"^\s*(?:\d+[.)]|[-*•>#]+)\s*")
 _WORD = re.compile(r"[a-z][a-z'-]*")
 _FILLERS = frozenset("please now then also and just first finally next so kindly simply".split())
-_SETTINGS = frozenset("given using from for in with based across on within after before according per looking".split())
+_SETTINGS = frozenset("given using from for in with based across on within after before".split())
 _ASKING = frozenset(("is are does do did should would could can will which why how what when where who whether "
-                     "isn't doesn't shouldn't won't can't what's how's where's who's "
-                     "whats hows wheres whos whys isnt doesnt shouldnt wont cant").split())  # and as typed in chat
+                     "isn't doesn't shouldn't won't can't what's how's").split())
 _REQUESTS = [[aux, "you"] for aux in ("can", "could", "would", "will")]
 _PRONOUNS = [[w] for w in "i we you they it this that these those there".split()]
 
@@ -185,11 +183,6 @@ def sentence_leads(prompt: str) -> list[tuple[str, bool]]:
     setting clause up to its comma ("Given the table below, extract ..." -> extract). A sentence
     asks when it ends with "?" or opens with a question word; "do" asks only before a pronoun
     ("Do we ..."), so "Do the same for ..." and "Do not ..." are told, not asked."""
-    return [(words[0], asked) for words, asked in _sentences(prompt)]
-
-
-def _sentences(prompt: str) -> list[tuple[list[str], bool]]:
-    """(words from the lead on, asks a question) of every sentence: see `sentence_leads`."""
     out = []
     for sentence in _SENTENCE.split(_FENCE.sub(" ", prompt)):
         sentence = _BULLET.sub("", sentence).strip().lower()
@@ -199,7 +192,7 @@ def _sentences(prompt: str) -> list[tuple[list[str], bool]]:
         if words[:2] in _REQUESTS:  # "could you convert this?" is a request
             words = [w for w in words[2:] if w != "please"]
             if words:
-                out.append((words, False))
+                out.append((words[0], False))
             continue
         if not words:
             continue
@@ -207,38 +200,8 @@ def _sentences(prompt: str) -> list[tuple[list[str], bool]]:
             after = _WORD.findall(sentence.split(",", 1)[1])
             words = after or words
         asked = words[0] in _ASKING and (words[0] != "do" or words[1:2] in _PRONOUNS)
-        out.append((words, sentence.endswith("?") or asked))
+        out.append((words[0], sentence.endswith("?") or asked))
     return out
-
-
-_DOES = frozenset(("does", "do", "did"))
-
-
-FRAGMENT_WORDS = 15
-
-
-class _Lookup:
-    """A lookup question asks for a fact the given text states ("Which version of serde does this
-    Cargo.lock resolve?"), or is a short fragment with no question word in it ("gcc flag for C++20?",
-    "18px in rem?"): it opens with an opener (after a setting clause) or is a fragment of at most
-    FRAGMENT_WORDS words, and no word of inference (a modal, a comparison, a verdict, a choice) occurs
-    in it; after "does" it names what the text states ("Which ports does it expose?"), not what the
-    thing would do ("How many queries does it send?").
-    See `lookup_questions` in data/router.yaml."""
-
-    def __init__(self, spec: Mapping[str, Any]) -> None:
-        openers = [str(o).split() for o in spec.get("openers", [])]
-        self._one = frozenset(o[0] for o in openers if len(o) == 1)
-        self._two = [o for o in openers if len(o) == 2]
-        self._inference = frozenset(str(w) for w in spec.get("inference", []))
-        self._statements = frozenset(str(w) for w in spec.get("statements", []))
-
-    def __call__(self, words: list[str]) -> bool:
-        fragment = len(words) <= FRAGMENT_WORDS and _ASKING.isdisjoint(words)  # "In what order ...?" is no fragment
-        if not (fragment or words[0] in self._one or words[:2] in self._two) or not self._inference.isdisjoint(words):
-            return False
-        aux = next((i for i, w in enumerate(words) if w in _DOES), None)
-        return aux is None or not self._statements.isdisjoint(words[aux + 1:])
 
 
 @dataclass(frozen=True)
@@ -277,7 +240,6 @@ class Rules:
         self._mechanical = frozenset(vocab.get("mechanical_verbs", []))
         self._judgement = frozenset(vocab.get("judgement_verbs", []))
         self._safety = frozenset(vocab.get("safety_rules", []))
-        self._lookup = _Lookup(vocab.get("lookup_questions") or {})
         self._cache: dict[int, tuple[Task, Instruction]] = {}
 
     def read(self, task: Task) -> Instruction:
@@ -299,17 +261,15 @@ class Rules:
         reasoning = tuple(m.group(0).lower() for p in self._reasoning if (m := p.search(text)))
         quality = tuple(m.group(0).lower() for p in self._quality if (m := p.search(text)))
         determinism = tuple(m.group(0).lower() for p in self._determinism if (m := p.search(text)))
-        sentences = _sentences(task.prompt)
-        lead = sentences[0][0][0] if sentences else None
-        judgement = next((w[0] for w, _ in sentences if w[0] in self._judgement), None)
-        asked = [w for w, q in sentences if q]
-        question = bool(asked)
+        leads = sentence_leads(task.prompt)
+        lead = leads[0][0] if leads else None
+        judgement = next((w for w, _ in leads if w in self._judgement), None)
+        question = any(q for _, q in leads)
         info = Instruction(
             cloud_rule, cloud_match, local_rule, local_match, reasoning + quality, determinism, quality,
             steps=len(self._steps.findall(task.prompt)), words=len(task.prompt.split()),
             wants_reply=bool(self._reply.search(task.prompt.lower())),
             lead=lead, judgement=judgement, question=question,
-            lookup=question and all(map(self._lookup, asked)) and not reasoning and not quality,
             mechanical=lead in self._mechanical and judgement is None and not question, cloud_topic=cloud_topic,
         )
         self._cache[key] = (task, info)  # the task is held, so its id is not reused

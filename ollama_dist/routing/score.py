@@ -53,10 +53,7 @@ def soft_score(s: RouterSettings, job: Job, info: Instruction, tokens: int, hist
         score -= delta
         evidence += len(info.determinism)
         reasons.append(f"-{delta:.2f} determinism markers: {', '.join(info.determinism[:4])}")
-    if info.lookup:
-        evidence += 1
-        reasons.append("+0.00 the instruction asks a lookup question: a fact the given text states, nothing to infer")
-    elif info.question:
+    if info.question:
         score += QUESTION_WEIGHT
         evidence += 1
         reasons.append(f"+{QUESTION_WEIGHT:.2f} the instruction asks a question: an answer to find, not a rewrite")
