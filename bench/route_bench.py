@@ -62,8 +62,12 @@ def set_jobs(folder: Path) -> list[tuple[Job, str]]:
             continue
         for task in load_file(path):
             try:
-                first = next(iter(expand(task, folder)))
-            except (InputError, StopIteration):  # git ranges of someone else's repository: the words alone
+                # a git input reads whatever checkout this runs in (its diff and log move with every
+                # commit): such a task is routed on its words alone, so the figure does not move
+                first = None if task.inputs.git is not None else next(iter(expand(task, folder)))
+            except (InputError, StopIteration):
+                first = None
+            if first is None:
                 first = Job(id=task.name, task=task, input_text="", input_hash="-",
                             prompt=render_prompt(task, "", None))
             out.append((first, labels[task.name]))
