@@ -61,12 +61,12 @@ def set_jobs(folder: Path) -> list[tuple[Job, str]]:
         if path.name in ("labels.yaml", "README.md") or path.parent.name == "fixtures":
             continue
         for task in load_file(path):
-            try:
-                # a git input reads whatever checkout this runs in (its diff and log move with every
-                # commit): such a task is routed on its words alone, so the figure does not move
-                first = None if task.inputs.git is not None else next(iter(expand(task, folder)))
-            except (InputError, StopIteration):
-                first = None
+            first = None
+            if task.inputs.git is None:  # a git input reads this checkout, whose diff and log move with
+                try:                      # every commit: such a task is routed on its words alone
+                    first = next(iter(expand(task, folder)), None)
+                except InputError:
+                    pass
             if first is None:
                 first = Job(id=task.name, task=task, input_text="", input_hash="-",
                             prompt=render_prompt(task, "", None))
