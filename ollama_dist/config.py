@@ -61,7 +61,7 @@ class RouterSettings(_Section):
     semantic_override: float = Field(0.8, ge=0, le=1, description=(
         "the clear bar: a question or a judgement verb needs P(local) above it to go local; at most 1 minus "
         "it overturns a word rule's local"))
-    semantic_rule_override: float = Field(0.8, ge=0, le=1, description=(
+    semantic_rule_override: float = Field(0.7, ge=0, le=1, description=(
         "P(local) above it overturns a cloud rule that fired on a topic word (legal, security, debug, ...) "
         "in an instruction a mechanical verb governs"))
     semantic_k: int = Field(11, ge=1, le=100, description="nearest exemplars that vote")

@@ -225,6 +225,8 @@ def review_score(scored: Scored, info: Instruction, opinion: Opinion, s: RouterS
 def _veto(scored: Scored, info: Instruction, s: RouterSettings, tokens: int, history: TaskHistory | None) -> str | None:
     if info.governed:
         return f"a judgement verb governs the instruction ({info.lead!r})"
+    if info.modal:
+        return f"the question asks what ought to be or would happen ({info.modal!r}), not what the text states"
     if scored.score > s.score_threshold + SCORE_VETO_MARGIN:
         return f"the score {scored.score:.2f} is clearly past its threshold {s.score_threshold:g}"
     return _outside_words(s, tokens, history)

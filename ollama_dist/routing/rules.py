@@ -155,6 +155,7 @@ class Instruction:
     lead: str | None = None  # the verb that governs the instruction: its first sentence's first word
     judgement: str | None = None  # a judgement verb leading one of its sentences
     question: bool = False  # one of its sentences asks a question
+    modal: str | None = None  # a modal in a sentence that asks ("which line should move?"): what ought to be
     mechanical: bool = False  # a mechanical verb governs it, no judgement verb leads, nothing is asked
     cloud_topic: bool = False  # the cloud rule fired on a topic word, not on a pattern naming the work
 
@@ -174,6 +175,9 @@ _ASKING = frozenset(("is are does do did should would could can will which why h
                      "isn't doesn't shouldn't won't can't what's how's").split())
 _REQUESTS = [[aux, "you"] for aux in ("can", "could", "would", "will")]
 _PRONOUNS = [[w] for w in "i we you they it this that these those there".split()]
+# A sentence opening with one of these states the situation; it governs nothing (governing_lead).
+_CONTEXT = frozenset(("we we're we've we'd we'll our i i'm i've i'd my this these the here here's there it it's "
+                      "its you're your they they're their a an").split())
 
 
 def sentence_leads(prompt: str) -> list[tuple[str, bool]]:
@@ -183,6 +187,26 @@ def sentence_leads(prompt: str) -> list[tuple[str, bool]]:
     setting clause up to its comma ("Given the table below, extract ..." -> extract). A sentence
     asks when it ends with "?" or opens with a question word; "do" asks only before a pronoun
     ("Do we ..."), so "Do the same for ..." and "Do not ..." are told, not asked."""
+    return [(word, asked) for word, asked, _ in _sentences(prompt)]
+
+
+def governing_lead(prompt: str, verbs: frozenset[str]) -> str | None:
+    """The word that governs an instruction: the first word of its first sentence that is not
+    context. Context is a heading ("Legal review prep:", "Context:") or a statement about the
+    situation ("We're auditing the contract.", "This is our GDPR export."), so in "Security audit
+    prep: extract every IP as JSON" the instruction is governed by "extract", not by the topic of
+    its heading. A heading opening with a verb (`verbs`: "Convert the following:") is no context."""
+    sentences = _sentences(prompt)
+    for word, asked, ends_colon in sentences:
+        heading = ends_colon and word not in verbs and word not in _ASKING
+        stated = word in _CONTEXT and not asked
+        if not (heading or stated):
+            return word
+    return sentences[0][0] if sentences else None
+
+
+def _sentences(prompt: str) -> list[tuple[str, bool, bool]]:
+    """(first word, asks a question, ends with a colon) of every sentence: see sentence_leads."""
     out = []
     for sentence in _SENTENCE.split(_FENCE.sub(" ", prompt)):
         sentence = _BULLET.sub("", sentence).strip().lower()
@@ -192,7 +216,7 @@ def sentence_leads(prompt: str) -> list[tuple[str, bool]]:
         if words[:2] in _REQUESTS:  # "could you convert this?" is a request
             words = [w for w in words[2:] if w != "please"]
             if words:
-                out.append((words[0], False))
+                out.append((words[0], False, sentence.endswith(":")))
             continue
         if not words:
             continue
@@ -200,7 +224,7 @@ def sentence_leads(prompt: str) -> list[tuple[str, bool]]:
             after = _WORD.findall(sentence.split(",", 1)[1])
             words = after or words
         asked = words[0] in _ASKING and (words[0] != "do" or words[1:2] in _PRONOUNS)
-        out.append((words[0], sentence.endswith("?") or asked))
+        out.append((words[0], sentence.endswith("?") or asked, sentence.endswith(":")))
     return out
 
 
@@ -240,6 +264,7 @@ class Rules:
         self._mechanical = frozenset(vocab.get("mechanical_verbs", []))
         self._judgement = frozenset(vocab.get("judgement_verbs", []))
         self._safety = frozenset(vocab.get("safety_rules", []))
+        self._modals = _compile(list(vocab.get("inference_modals", [])))
         self._cache: dict[int, tuple[Task, Instruction]] = {}
 
     def read(self, task: Task) -> Instruction:
@@ -262,18 +287,28 @@ class Rules:
         quality = tuple(m.group(0).lower() for p in self._quality if (m := p.search(text)))
         determinism = tuple(m.group(0).lower() for p in self._determinism if (m := p.search(text)))
         leads = sentence_leads(task.prompt)
-        lead = leads[0][0] if leads else None
+        lead = governing_lead(task.prompt, self._mechanical | self._judgement)
         judgement = next((w for w, _ in leads if w in self._judgement), None)
         question = any(q for _, q in leads)
+        modal = self._modal(task.prompt) if question else None
         info = Instruction(
             cloud_rule, cloud_match, local_rule, local_match, reasoning + quality, determinism, quality,
             steps=len(self._steps.findall(task.prompt)), words=len(task.prompt.split()),
             wants_reply=bool(self._reply.search(task.prompt.lower())),
-            lead=lead, judgement=judgement, question=question,
+            lead=lead, judgement=judgement, question=question, modal=modal,
             mechanical=lead in self._mechanical and judgement is None and not question, cloud_topic=cloud_topic,
         )
         self._cache[key] = (task, info)  # the task is held, so its id is not reused
         return info
+
+    def _modal(self, prompt: str) -> str | None:
+        """The first inference modal in a sentence of the prompt that asks a question."""
+        for sentence in _SENTENCE.split(_FENCE.sub(" ", prompt)):
+            read = _sentences(sentence)
+            m = _first(self._modals, sentence.lower()) if read and read[0][1] else None
+            if m:
+                return m.group(0)
+        return None
 
     def _cloud_rule(self, text: str) -> tuple[str | None, str | None, bool]:
         """(rule, what it matched, on a topic word): a pattern naming the work, in any rule, wins

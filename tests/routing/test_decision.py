@@ -55,13 +55,13 @@ def test_a_word_rule_on_mechanical_work_is_overturned_by_a_clear_opinion() -> No
     d, _ = decide(DISCLAIMER, 0.95)
     assert (d.target, d.rule) == ("local", "local:legal-overturned"), d.reasons
     assert d.reasons[0] == "legal: the instruction says 'legal'"
-    assert "'reformat' governs the instruction" in d.reasons[-1] and "0.95 > 0.8" in d.reasons[-1]
+    assert "'reformat' governs the instruction" in d.reasons[-1] and "0.95 > 0.7" in d.reasons[-1]
     assert "docs-009 'rst to gfm' (deterministic, 0.61)" in d.reasons[1]
     assert d.p_local == 0.95 and d.nearest == NEAR and d.score == 0.0
 
 
 @pytest.mark.parametrize(("p_local", "override", "target"), [(0.79, 0.8, "cloud"), (0.8, 0.8, "cloud"),
-                                                             (0.75, 0.7, "local")])
+                                                             (0.69, 0.7, "cloud"), (0.75, 0.7, "local")])
 def test_the_bar_for_overturning_a_word_rule_is_the_configured_one(p_local: float, override: float,
                                                                   target: str) -> None:
     d, _ = decide(DISCLAIMER, p_local, semantic_rule_override=override)
@@ -71,7 +71,7 @@ def test_the_bar_for_overturning_a_word_rule_is_the_configured_one(p_local: floa
 
 
 def test_the_rule_bar_is_its_own_setting_not_the_question_bar() -> None:
-    assert decide(DISCLAIMER, 0.75, semantic_override=0.7)[0].target == "cloud"
+    assert decide(DISCLAIMER, 0.65, semantic_override=0.6)[0].target == "cloud"
     assert decide(DISCLAIMER, 0.85, semantic_override=0.9)[0].target == "local"
 
 

@@ -52,7 +52,7 @@ def test_a_topic_word_on_mechanical_work_is_overturned_naming_rule_bar_and_neigh
     assert (d.target, d.rule) == ("local", "local:debugging-overturned"), d.reasons
     assert d.reasons[0] == "debugging: the instruction says 'debug'"
     assert "php-007 'strip debug dumps' (deterministic, 0.62)" in d.reasons[1]
-    assert "0.90 > 0.8" in d.reasons[-1] and "router.semantic_rule_override" in d.reasons[-1]
+    assert "0.90 > 0.7" in d.reasons[-1] and "router.semantic_rule_override" in d.reasons[-1]
     assert "fired on a topic word" in d.reasons[-1] and reviewer.asked == 1
 
 
