@@ -19,7 +19,8 @@ Built once from settings; `Router.decide` is pure and cheap. In order:
    question, a judgement verb leads a sentence, or the score is in doubt and the nearest
    exemplar is far (not for a short instruction a mechanical verb governs with no marker of
    reasoning: there the doubt is only few words); a judgement verb governing the instruction,
-   a score clearly cloud, a long input or a history of failed local answers veto local.
+   a score clearly cloud, a question with an inference modal ("which line should move?"), a long
+   input or a history of failed local answers veto local.
 
 The costs are asymmetric (a reasoning task sent local costs quality, an easy task sent to
 Claude costs cents), so every bar that sends work local is the higher one.

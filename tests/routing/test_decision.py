@@ -12,7 +12,7 @@ from ollama_dist.config import RouterSettings
 from ollama_dist.ledger.store import TaskHistory
 from ollama_dist.routing.decision import Neighbour, Opinion
 from ollama_dist.routing.router import Router
-from ollama_dist.routing.rules import sentence_leads
+from ollama_dist.routing.rules import governing_lead, sentence_leads
 from ollama_dist.tasks.loader import render_prompt
 from ollama_dist.tasks.model import Job, Task
 
@@ -177,3 +177,41 @@ def test_the_json_decision_carries_the_opinion() -> None:
 ])
 def test_the_leading_verb_of_each_sentence(prompt: str, want: list[tuple[str, bool]]) -> None:
     assert sentence_leads(prompt) == want
+
+
+VERBS = frozenset(("extract", "convert", "review", "sort"))
+
+
+@pytest.mark.parametrize(("prompt", "want"), [
+    ("Security audit prep: extract every IP as JSON.", "extract"),  # a heading is context
+    ("We're preparing a legal review. This is the export. Sort the rows by date.", "sort"),  # statements
+    ("Convert the following:\n- a\n- b", "convert"),  # a heading led by a verb is the instruction
+    ("Context: our CI is slow. Why does the cache miss?", "why"),  # a question governs
+    ("Review this diff.", "review"),
+    ("This is our GDPR export.", "this"),  # nothing but context: its first word
+])
+def test_the_governing_verb_skips_headings_and_statements(prompt: str, want: str) -> None:
+    assert governing_lead(prompt, VERBS) == want
+
+
+def test_a_heading_no_longer_hides_a_mechanical_verb_from_the_second_opinion() -> None:
+    prompt = "Legal review prep: reformat the disclaimer below as a Markdown list. Do not change any wording."
+    d, reviewer = decide(prompt, 0.95)
+    assert (d.target, d.rule) == ("local", "local:legal-overturned"), d.reasons
+    assert reviewer.asked == 1 and "'reformat' governs the instruction" in d.reasons[-1]
+
+
+@pytest.mark.parametrize("prompt", [
+    "Which line of this Dockerfile should move so a source-only change does not reinstall dependencies?",
+    "Which permissions can we remove? Comma-separated names.",
+    "Will this job still run on Sundays?",
+])
+def test_a_question_with_an_inference_modal_is_not_sent_local_by_the_score_band(prompt: str) -> None:
+    d, _ = decide(prompt, 1.0)
+    assert d.rule is None and d.target == "cloud", d.reasons
+    assert "asks what ought to be or would happen" in d.reasons[-1]
+
+
+def test_a_lookup_question_without_a_modal_still_goes_local_on_a_clear_opinion() -> None:
+    d, _ = decide("Which port does the web service publish? Number only.", 1.0, output={"pattern": "^\\d+$"})
+    assert d.rule is None and d.target == "local", d.reasons
