@@ -18,10 +18,11 @@ class HandedBackJob:
     ts: float
     output_path: str | None
     output_hash: str | None
-    baseline_cost_usd: float
+    estimated_cost_usd: float  # what Claude would have charged for the job (the hand-back's estimate)
 
 
-_HANDED = ("SELECT id, run_id, job_id, ts, output_path, output_hash, baseline_cost_usd FROM attempts "
+_HANDED = ("SELECT id, run_id, job_id, ts, output_path, output_hash, "
+           "COALESCE(unanswered_baseline_usd, 0) + COALESCE(baseline_cost_usd, 0) FROM attempts "
            "WHERE outcome = 'handed_back' AND final = 1 AND ")
 
 

@@ -172,7 +172,7 @@ def caller_answer(ledger: Ledger, job: Job, models_key: str) -> CachedAnswer | N
             path, sha = str(job.write_path), file_digest(job.write_path)
     if path is None or sha is None:
         return None
-    return CachedAnswer(handed.job_id, CALLER, CALLER, path, sha, handed.baseline_cost_usd, 0, 0)
+    return CachedAnswer(handed.job_id, CALLER, CALLER, path, sha, handed.estimated_cost_usd, 0, 0)
 
 
 def record_answer(ledger: Ledger, handed: HandedBackJob, job: Job, answer: str, *, root: Path,

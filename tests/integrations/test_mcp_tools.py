@@ -174,6 +174,9 @@ async def test_a_rerun_hands_back_only_what_the_caller_has_not_answered(
         assert by_task["port"]["status"] == "ok" and by_task["port"]["value"] == {"city": "Porto"}
         assert by_task["review"]["status"] == "handed_back"  # not answered yet: handed back again
         assert again["totals"]["handed_back"] == 1
+        # the caller's answers, served again, count at the hand-back's estimate, as any cache hit does
+        assert again["totals"]["cache_hits"] == 2 and again["totals"]["answered_baseline_usd"] > 0
+        assert again["totals"]["saved_usd"] == again["totals"]["answered_baseline_usd"]
         # a run_id this server did not hand back from is refused, naming the argument
         unknown = await wire.call("report_answers", {"run_id": "r-unknown", "answers": [{"job": "x", "answer": 1}]})
         assert unknown.is_error and "argument `run_id`" in unknown.content[0].text
