@@ -191,14 +191,18 @@ def sentence_leads(prompt: str) -> list[tuple[str, bool]]:
 
 
 def governing_lead(prompt: str, verbs: frozenset[str]) -> str | None:
-    """The word that governs an instruction: the first word of its first sentence that is not
-    context. Context is a heading ("Legal review prep:", "Context:") or a statement about the
-    situation ("We're auditing the contract.", "This is our GDPR export."), so in "Security audit
-    prep: extract every IP as JSON" the instruction is governed by "extract", not by the topic of
-    its heading. A heading opening with a verb (`verbs`: "Convert the following:") is no context."""
+    """The word that governs an instruction: the first word of its first sentence that instructs
+    (opens with one of `verbs`) or asks. A sentence that opens otherwise is context: a title ("Risk
+    assessment of the billing consumer lag."), a heading ("Legal review prep:"), a statement about the
+    situation ("Counsel will assess the terms.", "This is our GDPR export."). So in "Security audit
+    prep: extract every IP as JSON" the instruction is governed by "extract", not by its topic.
+    Where no sentence instructs or asks, the first that is neither a heading nor a statement."""
     sentences = _sentences(prompt)
+    for word, asked, _ in sentences:
+        if asked or word in verbs:
+            return word
     for word, asked, ends_colon in sentences:
-        heading = ends_colon and word not in verbs and word not in _ASKING
+        heading = ends_colon and word not in _ASKING
         stated = word in _CONTEXT and not asked
         if not (heading or stated):
             return word
@@ -263,6 +267,8 @@ class Rules:
                                  re.IGNORECASE | re.MULTILINE)
         self._mechanical = frozenset(vocab.get("mechanical_verbs", []))
         self._judgement = frozenset(vocab.get("judgement_verbs", []))
+        self._verbs = self._mechanical | self._judgement | frozenset(vocab.get("instruction_verbs", []))
+        self._negated = _compile(list(vocab.get("negated_judgement", [])))
         self._safety = frozenset(vocab.get("safety_rules", []))
         self._modals = _compile(list(vocab.get("inference_modals", [])))
         self._cache: dict[int, tuple[Task, Instruction]] = {}
@@ -283,11 +289,13 @@ class Rules:
             if m:
                 local_rule, local_match = rule.name, m.group(0)
                 break
-        reasoning = tuple(m.group(0).lower() for p in self._reasoning if (m := p.search(text)))
-        quality = tuple(m.group(0).lower() for p in self._quality if (m := p.search(text)))
-        determinism = tuple(m.group(0).lower() for p in self._determinism if (m := p.search(text)))
+        asked = self._unnegated(text)  # "do not judge whether we are exposed" asks for no judgement
+        reasoning = tuple(m.group(0).lower() for p in self._reasoning if (m := p.search(asked)))
+        quality = tuple(m.group(0).lower() for p in self._quality if (m := p.search(asked)))
+        determinism = tuple(m.group(0).lower() for p in self._determinism if (m := p.search(text))) + \
+            tuple(m.group(0).lower() for p in self._negated if (m := p.search(text)))
         leads = sentence_leads(task.prompt)
-        lead = governing_lead(task.prompt, self._mechanical | self._judgement)
+        lead = governing_lead(task.prompt, self._verbs)
         judgement = next((w for w, _ in leads if w in self._judgement), None)
         question = any(q for _, q in leads)
         modal = self._modal(task.prompt) if question else None
@@ -300,6 +308,13 @@ class Rules:
         )
         self._cache[key] = (task, info)  # the task is held, so its id is not reused
         return info
+
+    def _unnegated(self, text: str) -> str:
+        """The text with every negated judgement ("do not assess", "don't interpret") blanked out."""
+        for p in self._negated:
+            if p.search(text):
+                text = p.regex.sub(" ", text)
+        return text
 
     def _modal(self, prompt: str) -> str | None:
         """The first inference modal in a sentence of the prompt that asks a question."""
