@@ -215,3 +215,34 @@ def test_a_question_with_an_inference_modal_is_not_sent_local_by_the_score_band(
 def test_a_lookup_question_without_a_modal_still_goes_local_on_a_clear_opinion() -> None:
     d, _ = decide("Which port does the web service publish? Number only.", 1.0, output={"pattern": "^\\d+$"})
     assert d.rule is None and d.target == "local", d.reasons
+
+
+@pytest.mark.parametrize(("prompt", "want"), [
+    ("Risk assessment of the billing consumer lag. Our policy: at risk past 1000. Reply with JSON.", "reply"),
+    ("Legal review of a DPA. Counsel will assess the terms. List every time period the text states.", "list"),
+    ("Explain why the build fails. List the failing steps.", "explain"),  # the first that instructs
+    ("Nothing here instructs. Neither does this.", "nothing"),
+])
+def test_a_title_or_a_statement_before_the_instruction_is_context(prompt: str, want: str) -> None:
+    verbs = frozenset(("reply", "list", "explain", "assess"))
+    assert governing_lead(prompt, verbs) == want
+
+
+def test_a_negated_judgement_is_no_reasoning_marker() -> None:
+    prompt = "Report the fixed version the advisory states for 2.x. Do not judge whether we are exposed."
+    d, _ = decide(prompt, 0.9)
+    assert not any("reasoning markers" in r for r in d.reasons), d.reasons
+    assert any("determinism markers" in r and "do not judge" in r for r in d.reasons), d.reasons
+    judged, _ = decide("Report the fixed version the advisory states for 2.x, and judge whether we are exposed.", 0.9)
+    assert any("reasoning markers: judge" in r for r in judged.reasons), judged.reasons
+
+
+@pytest.mark.parametrize("prompt", [
+    "What does this program print? Give the exact output.",
+    "Give the number of rows this query returns.",
+    "Write the exact lines this script prints, in order.",
+])
+def test_predicting_what_code_does_is_cloud_work(prompt: str) -> None:
+    d, reviewer = decide(prompt, 1.0)
+    assert (d.target, d.rule) == ("cloud", "cloud:prediction"), d.reasons
+    assert reviewer.asked == 0  # a pattern naming the work: never put to the second opinion
