@@ -12,7 +12,7 @@ from ollama_dist.config import RouterSettings
 from ollama_dist.ledger.store import TaskHistory
 from ollama_dist.routing.decision import Neighbour, Opinion
 from ollama_dist.routing.router import Router
-from ollama_dist.routing.rules import governing_lead, sentence_leads
+from ollama_dist.routing.sentences import governing_lead, sentence_leads
 from ollama_dist.tasks.loader import render_prompt
 from ollama_dist.tasks.model import Job, Task
 
