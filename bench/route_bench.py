@@ -78,14 +78,15 @@ class _Vectors:
     """A VectorStore holding the bank's own vectors: the bank's tasks route without embedding."""
 
     def __init__(self, loaded: Loaded) -> None:
-        self._rows = {text_key(e.text): v.astype("float32").tobytes()
-                      for e, v in zip(loaded.knn.exemplars, loaded.knn.vectors, strict=True)}
+        models = [(loaded.embedder, loaded.knn), *([loaded.veto] if loaded.veto else [])]
+        self._rows = {(text_key(e.text), embedder.model_id): v.astype("float32").tobytes()
+                      for embedder, knn in models for e, v in zip(knn.exemplars, knn.vectors, strict=True)}
 
     def vector(self, key: str, model_id: str) -> bytes | None:
-        return self._rows.get(key)
+        return self._rows.get((key, model_id))
 
     def save_vector(self, key: str, model_id: str, data: bytes) -> None:
-        self._rows[key] = data
+        self._rows[(key, model_id)] = data
 
     def link_instruction(self, task_fingerprint: str, task: str, key: str) -> None:
         pass
@@ -123,9 +124,13 @@ def bank_jobs() -> list[tuple[Job, str]]:
 def bank_router(loaded: Loaded, settings: RouterSettings, rows: slice | None = None) -> Router:
     """A router over the bank's own vectors (no embedding): leave-one-out over the whole bank, or
     only the exemplars in `rows` as the bank (the cross-writer figure)."""
-    ex, vecs = loaded.knn.exemplars, loaded.knn.vectors
-    knn = _LeaveOut(ex, vecs, settings.semantic_k) if rows is None else Knn(ex[rows], vecs[rows], settings.semantic_k)
-    so = SecondOpinion(settings, store=_Vectors(loaded), loader=lambda: Loaded(loaded.embedder, knn))
+    def part(knn: Knn) -> Knn:
+        ex, vecs, k = knn.exemplars, knn.vectors, settings.semantic_k
+        return _LeaveOut(ex, vecs, k) if rows is None else Knn(ex[rows], vecs[rows], k)
+
+    veto = (loaded.veto[0], part(loaded.veto[1])) if loaded.veto else None
+    bank = Loaded(loaded.embedder, part(loaded.knn), veto, loaded.veto_off)
+    so = SecondOpinion(settings, store=_Vectors(loaded), loader=lambda: bank)
     return Router(settings, second_opinion=so)
 
 
@@ -257,7 +262,8 @@ def sweep(loaded: Loaded, devset: list[tuple[Job, str]]) -> None:
         for t in (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8):
             settings = RouterSettings(semantic_k=k, semantic_threshold=t)
             knn = Knn(loaded.knn.exemplars, loaded.knn.vectors, k)
-            rate, leak, _, over, _ = score(semantic_router(Loaded(loaded.embedder, knn), settings)[0], devset)
+            swept = Loaded(loaded.embedder, knn, loaded.veto, loaded.veto_off)
+            rate, leak, _, over, _ = score(semantic_router(swept, settings)[0], devset)
             cells.append(f"t={t:<4g} {100 * rate:5.1f}% {leak:2d} {over:2d}")
         print(f"  k={k:<2d} " + " | ".join(cells))
 
@@ -271,17 +277,20 @@ def main() -> None:
     parser.add_argument("--blind", action="store_true",
                         help="also measure the blind sets (tests/data/router_blind*): once, never to tune on")
     parser.add_argument("--misses", action="store_true", help="list the disagreements (never with --blind)")
+    parser.add_argument("--no-veto", action="store_true", help="the first model alone (router.semantic_veto off)")
     args = parser.parse_args()
     if args.misses and args.blind:
         parser.error("--misses lists tasks: not on the blind sets")
-    settings = RouterSettings(semantic_k=args.k, semantic_threshold=args.t)
+    settings = RouterSettings(semantic_k=args.k, semantic_threshold=args.t, semantic_veto=not args.no_veto)
 
     t0 = time.perf_counter()
     loaded = SecondOpinion(settings).ready()
     load_s = time.perf_counter() - t0
     if loaded is None:
         sys.exit("route_bench: the second opinion is unavailable (install the `semantic` extra)")
-    print(f"route_bench: model {loaded.embedder.model_id}, bank {len(loaded.knn.exemplars)} exemplars, "
+    veto = loaded.veto[0].model_id if loaded.veto else f"none ({loaded.veto_off})"
+    print(f"route_bench: model {loaded.embedder.model_id}, veto model {veto}, "
+          f"bank {len(loaded.knn.exemplars)} exemplars, "
           f"k={args.k}, t={args.t:g}; model + bank load {1000 * load_s:.0f} ms")
     print(f"{'set':10s} {'tasks':>5s}   {'rules only':^38s}   {'rules + second opinion':^38s}")
     for name, folder in sets(args.extra, args.blind):

