@@ -332,7 +332,7 @@ def test_the_shipped_bank_holds_no_evaluation_task() -> None:
     words = {re.sub(r"\W+", " ", e.text.lower()) for e in bank}
     data = Path(__file__).resolve().parents[1] / "data"
     seen = 0
-    for folder in ("router_devset", "router_holdout", "router_own", *(f"router_blind{n}" for n in ("", *range(3, 16)))):
+    for folder in ("router_devset", "router_holdout", "router_own", *(f"router_blind{n}" for n in ("", *range(3, 18)))):
         if not (data / folder / "labels.yaml").exists():
             continue
         for path in find_task_files([data / folder]):
