@@ -71,11 +71,12 @@ class Opinion(BaseModel):
     said: str  # the opinion as a reason, written once per instruction (see `of`)
 
     @classmethod
-    def of(cls, p_local: float, nearest: tuple[Neighbour, ...], k: int) -> Opinion:
+    def of(cls, p_local: float, nearest: tuple[Neighbour, ...], k: int, how: str = "") -> Opinion:
+        """`how`: how P(local) was reached, said after it (", the lower of two models' 0.91 and 0.40,")."""
         named = ", ".join(f"{n.id} {n.name!r} ({n.label}, {n.similarity:.2f})" if n.name else
                           f"{n.id} ({n.label}, {n.similarity:.2f})" for n in nearest)
         return cls(p_local=p_local, nearest=nearest,
-                   said=f"second opinion: P(local) {p_local:.2f} from the {k} nearest exemplars; nearest: {named}")
+                   said=f"second opinion: P(local) {p_local:.2f}{how} from the {k} nearest exemplars; nearest: {named}")
 
 
 class Decision(BaseModel):

@@ -153,7 +153,7 @@ class Instruction:
     steps: int
     words: int
     wants_reply: bool
-    lead: str | None = None  # the verb that governs the instruction: its first sentence's first word
+    lead: str | None = None  # the verb that governs the instruction (routing/sentences.py governing_lead)
     judgement: str | None = None  # a judgement verb leading one of its sentences
     question: bool = False  # one of its sentences asks a question
     modal: str | None = None  # a modal in a sentence that asks ("which line should move?"): what ought to be

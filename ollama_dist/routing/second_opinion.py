@@ -312,8 +312,10 @@ class SecondOpinion:
 
         from ollama_dist.routing.learning import learnt
 
+        store = self.store
+
         def grown(embedder: Embedder, knn: Knn) -> Knn:
-            more, vectors = learnt(self.store, embedder.model_id)  # type: ignore[arg-type]
+            more, vectors = learnt(store, embedder.model_id)
             return Knn(knn.exemplars + more, np.concatenate([knn.vectors, vectors]), knn.k) if more else knn
 
         veto = (base.veto[0], grown(*base.veto)) if base.veto is not None else None
@@ -338,7 +340,8 @@ class SecondOpinion:
             try:
                 found = loaded.knn.opinion(self._vector(loaded.embedder, key, text))
                 if loaded.veto is not None:
-                    found = vetoed(found, loaded.veto[1].opinion(self._vector(loaded.veto[0], key, text)))
+                    veto = loaded.veto[1].opinion(self._vector(loaded.veto[0], key, text))
+                    found = vetoed(found, veto, loaded.knn.k)
             except Unavailable:
                 return None
             if loaded.veto_off is not None:
@@ -367,13 +370,11 @@ class SecondOpinion:
         return vector
 
 
-def vetoed(first: Opinion, veto: Opinion) -> Opinion:
+def vetoed(first: Opinion, veto: Opinion, k: int) -> Opinion:
     """Two models' opinions as one: the lower P(local) decides (local only where both agree)."""
-    p = min(first.p_local, veto.p_local)
-    said = first.said.replace(f"P(local) {first.p_local:.2f} from", f"P(local) {p:.2f}, the lower of "
-                              f"all-MiniLM-L6-v2's {first.p_local:.2f} and multilingual-e5-small's "
-                              f"{veto.p_local:.2f}, from", 1)
-    return Opinion(p_local=p, nearest=first.nearest, said=said)
+    how = (f", the lower of all-MiniLM-L6-v2's {first.p_local:.2f} and multilingual-e5-small's "
+           f"{veto.p_local:.2f},")
+    return Opinion.of(min(first.p_local, veto.p_local), first.nearest, k, how)
 
 
 def second_opinion(settings: Settings, store: VectorStore | None = None) -> SecondOpinion | None:
